@@ -1,0 +1,66 @@
+"""Typed records passed between modules: documents, passages (chunks), search hits, skipped files."""
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Document:
+    """One source file turned into normalised text; every span in kb indexes into `text`."""
+
+    id: str  # path relative to the ingest root's parent, "/"-separated: "policies/abc.txt"
+    path: str  # absolute path of the source file, to open it
+    title: str
+    text: str  # NFKC-normalised text
+    sha256: str  # of the file's bytes: re-ingesting skips unchanged files by this
+    format: str  # "txt" | "md" | "pdf" | "docx" | "html"
+    page_starts: tuple[int, ...] = ()  # offset in `text` where page i+1 starts; () = no pages
+
+    def page_at(self, offset: int) -> int | None:
+        """1-based page number holding character `offset`, or None for unpaged formats."""
+        if not self.page_starts:
+            return None
+        return max(1, bisect.bisect_right(self.page_starts, offset))
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A passage: a span of one document's text with the headings that enclose it."""
+
+    doc_id: str
+    ordinal: int  # position of the passage within its document, from 0
+    start: int
+    end: int  # text == document.text[start:end]
+    text: str
+    page: int | None = None  # page of `start`, 1-based
+    section: str = ""  # enclosing headings, outermost first, joined by " / "
+    article: str = ""  # law articles covered: "第十条" or "第十条至第十二条"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """A passage returned by a search, with what a citation and a highlight need."""
+
+    rank: int  # 1-based
+    score: float
+    doc_id: str
+    title: str
+    path: str
+    text: str
+    start: int
+    end: int
+    page: int | None
+    section: str
+    article: str
+    ordinal: int
+    matched_terms: tuple[str, ...] = ()  # query terms found in `text`, longest first
+    ranks: dict = field(default_factory=dict, compare=False)  # mode -> rank in that mode's list
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that was not indexed, and why."""
+
+    path: str
+    reason: str
