@@ -7,7 +7,13 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
-
-from kb.knowledgebase import KnowledgeBase  # noqa: E402  (after the OpenMP settings above)
-
 __all__ = ["KnowledgeBase", "__version__"]
+
+
+def __getattr__(name):
+    # Lazy, so that importing a light module (kb.records, kb.tokenize) does not load faiss.
+    if name == "KnowledgeBase":
+        from kb.knowledgebase import KnowledgeBase
+
+        return KnowledgeBase
+    raise AttributeError(f"module 'kb' has no attribute {name!r}")
