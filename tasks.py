@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""Set up and run kb with nothing but python3: `python3 tasks.py app` or `python3 tasks.py test`.
+
+app   create .venv, install kb, index corpus/ (only what changed), start the Streamlit app
+test  create .venv, install kb with test extras, run the whole test suite (what CI runs)
+"""
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+
+def run(*command: str) -> None:
+    print("+", " ".join(command), flush=True)
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def ensure_environment(extras: str) -> None:
+    """Create .venv if needed and install kb (editable) with the given extras."""
+    if not (BIN / "python").exists():
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    run(str(BIN / "python"), "-m", "pip", "install", "--quiet", "-e", f".[{extras}]" if extras else ".")
+
+
+def app(extra_args: list[str]) -> None:
+    ensure_environment("")
+    run(str(BIN / "kb"), "ingest", "corpus")
+    os.execv(str(BIN / "streamlit"), [str(BIN / "streamlit"), "run", str(ROOT / "app.py"), *extra_args])
+
+
+def test(extra_args: list[str]) -> None:
+    ensure_environment("test")
+    result = subprocess.run([str(BIN / "python"), "-m", "pytest", *extra_args], cwd=ROOT)
+    sys.exit(result.returncode)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("app", "test"):
+        sys.exit(__doc__)
+    {"app": app, "test": test}[sys.argv[1]](sys.argv[2:])

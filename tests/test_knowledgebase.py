@@ -1,0 +1,170 @@
+"""KnowledgeBase with the fake embedder: ingest, search, save/load, incremental updates, manifest checks."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kb.dense import FakeEmbedder
+from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound
+from kb.knowledgebase import KnowledgeBase
+from kb.store import current_build
+from tests.conftest import DEMO_REPORT
+
+POLICY_SAMPLE = 6
+
+
+@pytest.fixture
+def corpus(tmp_path, shared) -> Path:
+    """A small corpus folder: the demo report, some real policy documents, one GB18030 file."""
+    folder = tmp_path / "docs"
+    (folder / "policies").mkdir(parents=True)
+    shutil.copy(DEMO_REPORT, folder / DEMO_REPORT.name)
+    for path in sorted((shared / "corpus" / "policies").iterdir())[:POLICY_SAMPLE]:
+        shutil.copy(path, folder / "policies" / path.name)
+    (folder / "policies" / "欠薪.txt").write_bytes(
+        "关于根治拖欠农民工工资的通知\n\n用人单位拖欠劳动者工资的，由劳动保障监察机构责令限期支付。".encode("gb18030"))
+    return folder
+
+
+def new_kb(index: Path) -> KnowledgeBase:
+    return KnowledgeBase(index, FakeEmbedder())
+
+
+def test_ingest_search_and_citation_spans(tmp_path, corpus):
+    kb = new_kb(tmp_path / "index")
+    report = kb.ingest([corpus])
+    assert len(report.added) == POLICY_SAMPLE + 2 and not report.skipped
+    assert report.embedded == report.passages == len(kb.chunks) > POLICY_SAMPLE + 2
+    hits = kb.search("江门 产业工人 发展党员", k=5)
+    assert hits[0].doc_id == f"docs/{DEMO_REPORT.name}"
+    for hit in hits:
+        document = kb.document(hit.doc_id)
+        assert document.text[hit.start:hit.end] == hit.text
+        assert hit.title == document.title
+    assert "产业工人" in hits[0].matched_terms or "发展党员" in hits[0].matched_terms
+    gbk_hit = kb.search("拖欠农民工工资", mode="bm25", k=1)[0]
+    assert gbk_hit.doc_id == "docs/policies/欠薪.txt"
+
+
+def test_modes_and_prefix_filter(tmp_path, corpus):
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus])
+    for mode in ("bm25", "vector", "hybrid"):
+        hits = kb.search("复工复产 企业", mode=mode, k=4, prefix="docs/policies")
+        assert hits and all(hit.doc_id.startswith("docs/policies/") for hit in hits)
+        assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
+    hybrid = kb.search("产业工人队伍建设改革", mode="hybrid", k=10)
+    assert {"bm25", "vector"} <= set(hybrid[0].ranks)
+    with pytest.raises(BadQuery):
+        kb.search("   ")
+    with pytest.raises(BadQuery):
+        kb.search("？！。")
+    with pytest.raises(BadQuery):
+        kb.search("工资", mode="magic")
+
+
+def test_save_load_gives_the_same_answers(tmp_path, corpus):
+    index = tmp_path / "index"
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    kb.save()
+    loaded = KnowledgeBase.load(index)
+    assert loaded.embedder.model_id == kb.embedder.model_id
+    for query in ("江门 产业工人", "用人单位拖欠劳动者工资", "疫情防控"):
+        for mode in ("bm25", "vector", "hybrid"):
+            assert ([(h.doc_id, h.start) for h in loaded.search(query, mode=mode)]
+                    == [(h.doc_id, h.start) for h in kb.search(query, mode=mode)])
+    manifest = json.loads((current_build(index) / "manifest.json").read_text())
+    assert manifest["counts"] == {"documents": len(kb.documents), "passages": len(kb.chunks),
+                                  "vocabulary": manifest["counts"]["vocabulary"]}
+    assert manifest["embedder"] == {"model_id": "fake/char-bigram-hash-256", "dim": 256}
+    assert set(manifest["files"]) >= {"passages.sqlite", "vectors.npy", "vocabulary.json"}
+    assert not list(index.rglob("*.pkl"))
+
+
+def test_reingest_embeds_only_new_or_changed_and_drops_deleted(tmp_path, corpus):
+    index = tmp_path / "index"
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    kb.save()
+
+    again = KnowledgeBase.load(index, FakeEmbedder())
+    report = again.ingest([corpus])
+    assert report.embedded == 0 and again.embedder.calls == 0
+    assert len(report.unchanged) == POLICY_SAMPLE + 2 and not report.added and not report.changed
+
+    changed = corpus / "policies" / "欠薪.txt"
+    changed.write_text("关于根治欠薪的通知\n\n建筑施工企业应当按月足额支付农民工工资。", encoding="utf-8")
+    deleted = sorted((corpus / "policies").glob("*.txt"))[0]
+    deleted.unlink()
+    report = again.ingest([corpus])
+    assert report.changed == ("docs/policies/欠薪.txt",)
+    assert report.removed == (f"docs/policies/{deleted.name}",)
+    assert 0 < report.embedded == again.embedder.calls <= 2
+    assert f"docs/policies/{deleted.name}" not in {doc.id for doc in again.documents}
+    assert again.search("按月足额支付农民工工资", mode="bm25", k=1)[0].doc_id == "docs/policies/欠薪.txt"
+
+
+def test_unreadable_file_is_reported_and_its_indexed_version_kept(tmp_path, corpus):
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus])
+    target = corpus / "policies" / "欠薪.txt"
+    target.write_bytes(b"\x00\x01binary\x00" * 20)
+    (corpus / "scan.pdf").write_bytes(b"%PDF-1.4 not really")
+    report = kb.ingest([corpus])
+    reasons = {Path(s.path).name: s.reason for s in report.skipped}
+    assert "binary" in reasons["欠薪.txt"] and "kept" in reasons["欠薪.txt"]
+    assert "scan.pdf" in reasons
+    assert "docs/policies/欠薪.txt" in {doc.id for doc in kb.documents}
+
+
+def test_ingest_of_another_folder_keeps_the_first(tmp_path, corpus, shared):
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus / "policies"])
+    first = {doc.id for doc in kb.documents}
+    kb.ingest([DEMO_REPORT])
+    ids = {doc.id for doc in kb.documents}
+    assert first < ids and DEMO_REPORT.name in ids
+
+
+def test_load_refuses_other_model_tokenizer_format_and_damage(tmp_path, corpus):
+    index = tmp_path / "index"
+    with pytest.raises(IndexNotFound, match="kb ingest"):
+        KnowledgeBase.load(index)
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    build = kb.save()
+
+    with pytest.raises(IndexMismatch, match="fake/char-bigram-hash-256"):
+        KnowledgeBase.load(index, FakeEmbedder(dim=64))
+
+    manifest_path = build / "manifest.json"
+    original = manifest_path.read_text()
+    for field, value, error in (("tokenizer", "cjk-bigram@0", IndexMismatch), ("format_version", 99, IndexMismatch)):
+        manifest = json.loads(original)
+        manifest[field] = value
+        manifest_path.write_text(json.dumps(manifest))
+        with pytest.raises(error, match="--rebuild"):
+            KnowledgeBase.load(index)
+    manifest_path.write_text(original)
+
+    vectors = build / "vectors.npy"
+    payload = bytearray(vectors.read_bytes())
+    payload[-5] ^= 0xFF
+    vectors.write_bytes(bytes(payload))
+    with pytest.raises(IndexCorrupt, match="vectors.npy"):
+        KnowledgeBase.load(index)
+
+
+def test_save_swaps_builds_and_keeps_one_previous(tmp_path, corpus):
+    index = tmp_path / "index"
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    first = kb.save()
+    second = kb.save()
+    third = kb.save()
+    assert current_build(index) == third
+    assert not first.exists() and second.exists()
+    assert np.load(third / "vectors.npy", allow_pickle=False).shape == (len(kb.chunks), 256)
