@@ -166,7 +166,7 @@ def _eval(args) -> int:
     results = {}
     for mode in modes:
         progress = None if args.json else _ProgressBar(f"eval {mode}")
-        results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k), data, documents,
+        results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k, terms=False), data, documents,
                                  progress and (lambda done, total: progress("queries", done, total)))
     if args.json:
         print(json.dumps(results, indent=2))

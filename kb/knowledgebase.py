@@ -188,9 +188,9 @@ class KnowledgeBase:
     # --- searching and reading ----------------------------------------------------------------
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
-               settings: SearchSettings = SearchSettings()) -> list[Hit]:
+               settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
         """The k best passages for `query` in mode hybrid, bm25 or vector; `prefix` filters by document path."""
-        return self._searcher.search(query, mode, k, prefix, settings)
+        return self._searcher.search(query, mode, k, prefix, settings, terms)
 
     def document(self, doc_id: str) -> Document:
         """The document with this id (KeyError if it is not indexed)."""

@@ -45,8 +45,12 @@ class Searcher:
         self._cache_lock = threading.Lock()
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
-               settings: SearchSettings = SearchSettings()) -> list[Hit]:
-        """The k best passages for `query`, best first; `prefix` keeps documents under that folder/path."""
+               settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
+        """The k best passages for `query`, best first; `prefix` keeps documents under that folder/path.
+
+        `terms=False` leaves `matched_terms` empty: evaluation needs no highlights, and finding them
+        costs more than the search itself at depth 300.
+        """
         if mode not in MODES:
             raise BadQuery(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
@@ -68,7 +72,8 @@ class Searcher:
             ids, scores = results[mode]
             fused = list(zip(ids.tolist(), scores.tolist()))
         positions = {name: {row: rank for rank, row in enumerate(ranked, 1)} for name, ranked in rankings.items()}
-        return [self._hit(row, score, rank, query, {name: pos[row] for name, pos in positions.items() if row in pos})
+        return [self._hit(row, score, rank, query if terms else "",
+                          {name: pos[row] for name, pos in positions.items() if row in pos})
                 for rank, (row, score) in enumerate(fused, 1)]
 
     def _hit(self, row: int, score: float, rank: int, query: str, ranks: dict) -> Hit:
@@ -76,7 +81,7 @@ class Searcher:
         doc = self.documents[chunk.doc_id]
         return Hit(rank=rank, score=float(score), doc_id=chunk.doc_id, title=doc.title, path=doc.path,
                    text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page, section=chunk.section,
-                   article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text),
+                   article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text) if query else (),
                    ranks=ranks)
 
     def _prefix_mask(self, prefix: str | None) -> np.ndarray | None:

@@ -1,0 +1,286 @@
+"""Split a Document into passages that follow its headings, law articles and sentences."""
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass
+from typing import NamedTuple
+
+from kb.records import Chunk, Document
+
+_ENDS = "。！？；!?;"  # sentence ends, full-width and the ASCII forms NFKC leaves behind
+_CN = "一二三四五六七八九十"
+_NUM = "零〇一二三四五六七八九十百千万两0-9"
+_INFO_END = "<!-- INFO END -->"  # laws markdown: enactment history above, law text below
+_LABEL_MAX = 40  # a numbered line whose title part is longer is a paragraph, not a heading
+_SOFT = ",，、:： \t\u3000"  # where an over-long sentence may be cut
+
+_LINE = re.compile(r"\S[^\n]*")  # a line from its first non-space character; blank lines never match
+_MD = re.compile(r"(#{1,6})\s+(.*)")
+_STRUCT = re.compile(f"第[{_NUM}]+(分编|编|章|节)")
+_ARTICLE = re.compile(f"第[{_NUM}]+条(?:之[{_CN}]+)?(?=\\s|$)")
+_REPORT = re.compile(f"[{_CN}]{{1,3}}、|[(（][{_CN}]{{1,3}}[)）]|\\d{{1,2}}[.．、](?!\\d)")
+# "... 要求。 一、支持疫情防控物资供应 对生产…": a short numbered title between spaces inside a line.
+_INLINE = re.compile(
+    f"(?<=\\s)(?:[{_CN}]{{1,3}}、|[(（][{_CN}]{{1,3}}[)）])[^\\s{_ENDS}]{{1,{_LABEL_MAX}}}[?？]?(?=\\s)")
+_LABEL_END = re.compile(f"\\s|[{_ENDS}]")
+_SENTENCE_END = re.compile(f"[{_ENDS}]+[”’）)」』》]*")  # a closing quote stays with its sentence
+_REPORT_FIRST = frozenset(_CN + "(（0123456789")
+_STRUCT_LEVEL = {"编": 1, "分编": 2, "章": 3, "节": 4}  # report-style headings sit below, at 5..7
+
+
+@dataclass(frozen=True)
+class ChunkSettings:
+    """How passages are cut: `size` is the hard maximum length, `min_size` the smallest tail kept alone."""
+
+    size: int = 400
+    min_size: int = 80
+
+    def __post_init__(self) -> None:
+        for name in ("size", "min_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.size < 50:
+            raise ValueError(f"size must be >= 50, got {self.size}")
+        if not 0 <= self.min_size < self.size:
+            raise ValueError(f"min_size must be >= 0 and < size ({self.size}), got {self.min_size}")
+
+    def as_dict(self) -> dict:
+        """The settings as plain JSON values, for the index manifest."""
+        return asdict(self)
+
+
+class _Unit(NamedTuple):
+    """A span that is never cut: a whole article, line, sentence or piece of an over-long sentence."""
+
+    start: int
+    end: int
+    sec: int  # units of different sections never share a chunk
+    path: tuple[str, ...]  # enclosing heading labels, outermost first
+    article: str
+    heading: bool  # the span is nothing but a heading line
+
+
+def _strip(text: str, a: int, b: int) -> tuple[int, int]:
+    """Shrink [a, b) past leading and trailing whitespace."""
+    while a < b and text[a].isspace():
+        a += 1
+    while b > a and text[b - 1].isspace():
+        b -= 1
+    return a, b
+
+
+def _label(line: str) -> str:
+    """A heading label: the line up to its first space or sentence end."""
+    m = _LABEL_END.search(line)
+    return line[: m.start() if m else len(line)]
+
+
+def _balanced(label: str) -> bool:
+    """True when the label closes every bracket and book-title mark it opens."""
+    return (label.count("《") == label.count("》") and label.count("(") == label.count(")")
+            and label.count("“") == label.count("”"))
+
+
+def _report_level(mark: str) -> int:
+    """Level of a report-style number: 一、 above (一) above 1."""
+    if mark[0] in _CN:
+        return 5
+    return 6 if mark[0] in "(（" else 7
+
+
+class _Splitter:
+    """One pass over a document's lines, turning them into units with their section and article."""
+
+    def __init__(self, text: str, size: int) -> None:
+        self.text = text
+        self.size = size
+        self.units: list[_Unit] = []
+        self.sec = 0
+        self.has_body = False  # the current section holds more than heading lines
+        self.stack: list[tuple[int, str]] = []
+        self.path: tuple[str, ...] = ()
+        self.group: list = []  # the open article: [start, end, label]
+
+    def run(self) -> list[_Unit]:
+        """Split the whole text; the enactment block above INFO END is its own section."""
+        text = self.text
+        pos = 0
+        info = text.find(_INFO_END)
+        if info >= 0:
+            pos = info + len(_INFO_END)
+            self._emit(*_strip(text, 0, pos), "")
+            self.sec += 1
+            self.has_body = False
+        untitled = info < 0
+        for m in _LINE.finditer(text, pos):
+            s = m.group().rstrip()
+            a, b = m.start(), m.start() + len(s)
+            c = s[0]
+            if c == "#" and (md := _MD.match(s)):
+                if untitled and len(md.group(1)) == 1:
+                    # The document title: shown by the caller, not a section of its own.
+                    self._emit(a, b, "", heading=True)
+                else:
+                    self._flush()
+                    self._heading(len(md.group(1)), " ".join(md.group(2).split()))
+                    self._emit(a, b, "", heading=True)
+            elif c == "第" and (art := _ARTICLE.match(s)):
+                self._flush()
+                self.group = [a, b, art.group()]
+            elif (c == "第" and (st := _STRUCT.match(s)) and len(s) <= _LABEL_MAX
+                  and not any(e in s for e in _ENDS)):
+                self._flush()
+                self._heading(_STRUCT_LEVEL[st.group(1)], " ".join(s.split()))
+                self._emit(a, b, "", heading=True)
+            elif self.group:
+                # Items such as "(一)…" inside an article belong to it, not to a new section.
+                self.group[1] = b
+            elif c in _REPORT_FIRST and (rep := _REPORT.match(s)):
+                self._report(s, rep, a, b)
+            else:
+                self._body(s, a, b)
+            untitled = False
+        self._flush()
+        return self.units
+
+    def _report(self, s: str, rep: re.Match, a: int, b: int) -> None:
+        """A line starting "一、", "(一)" or "1.": a title if short and alone, else a numbered paragraph."""
+        level = _report_level(rep.group())
+        label = _label(s)
+        rest = s[len(label):]
+        if (len(label) > _LABEL_MAX  # "十、人民检察院应当依法对…": a numbered paragraph
+                or not _balanced(label)  # "(十一)《应对甲型 H1N1 …》": a citation cut at a space
+                or rest[:1] in (";", "；")  # "(三)…的证明;": a list item
+                or (rest and rest[0] in _ENDS and _SENTENCE_END.fullmatch(rest))  # one whole sentence
+                or (level == 7 and (len(s) > _LABEL_MAX or any(e in s[:-1] for e in _ENDS)))):
+            # Not a title, but it still ends the section of an earlier title at its level.
+            if any(lv >= level for lv, _ in self.stack):
+                self._close(level)
+            self._body(s, a, b)
+            return
+        self._heading(level, label)
+        self._body(s, a, b, len(label))
+
+    def _body(self, s: str, a: int, b: int, label_len: int = 0) -> None:
+        """A line outside any article, cut further at numbered titles inside it ("。 二、xx 正文")."""
+        marks = [m for m in _INLINE.finditer(s, 1) if _balanced(m.group())]
+        bounds = [0, *(m.start() for m in marks), len(s)]
+        for i in range(len(bounds) - 1):
+            if i:
+                label = marks[i - 1].group()
+                self._heading(_report_level(label), label)
+                label_len = len(label)
+            seg = s[bounds[i]:bounds[i + 1]].rstrip()
+            self._emit(a + bounds[i], a + bounds[i] + len(seg), "", heading=len(seg) == label_len)
+
+    def _close(self, level: int) -> None:
+        """Start a new section, leaving the headings at `level` and below."""
+        if self.has_body:
+            self.sec += 1
+            self.has_body = False
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.path = tuple(lbl for _, lbl in self.stack)
+
+    def _heading(self, level: int, label: str) -> None:
+        """Open a section below the enclosing headings of higher level."""
+        self._close(level)
+        self.stack.append((level, label))
+        self.path = tuple(lbl for _, lbl in self.stack)
+
+    def _flush(self) -> None:
+        """Emit the open article, whole if it fits."""
+        if self.group:
+            a, b, label = self.group
+            self.group = []
+            self._emit(a, b, label)
+
+    def _emit(self, a: int, b: int, article: str, heading: bool = False) -> None:
+        """Add [a, b) as one unit if it fits, else cut it at lines, then sentences, then commas."""
+        if a >= b:
+            return
+        if not heading:
+            self.has_body = True
+        if b - a <= self.size:
+            self.units.append(_Unit(a, b, self.sec, self.path, article, heading))
+            return
+        text = self.text
+        nl = text.find("\n", a, b)
+        if nl >= 0:
+            for m in _LINE.finditer(text, a, b):
+                self._emit(m.start(), m.start() + len(m.group().rstrip()), article, heading)
+            return
+        pos = a
+        for m in _SENTENCE_END.finditer(text, a, b):
+            self._pieces(pos, m.end(), article)
+            pos = m.end()
+        self._pieces(pos, b, article)
+
+    def _pieces(self, a: int, b: int, article: str) -> None:
+        """Add one sentence; an over-long one is cut at its last comma or space that fits, else hard."""
+        text, size = self.text, self.size
+        a, b = _strip(text, a, b)
+        while b - a > size:
+            cut = max(text.rfind(c, a + 1, a + size) for c in _SOFT)
+            cut = cut + 1 if cut > a else a + size
+            self.units.append(_Unit(*_strip(text, a, cut), self.sec, self.path, article, False))
+            a = _strip(text, cut, b)[0]
+        if a < b:
+            self.units.append(_Unit(a, b, self.sec, self.path, article, False))
+
+
+def _pack(units: list[_Unit], size: int, min_size: int) -> list[list[_Unit]]:
+    """Greedily fill chunks of one section up to `size`; then let a short last chunk borrow from the one before."""
+    groups: list[list[_Unit]] = []
+    cur: list[_Unit] = []
+    for u in units:
+        if cur and (u.sec != cur[0].sec or u.end - cur[0].start > size):
+            groups.append(cur)
+            cur = []
+        cur.append(u)
+    if cur:
+        groups.append(cur)
+    for i in range(1, len(groups)):
+        prev, last = groups[i - 1], groups[i]
+        if prev[0].sec != last[0].sec or (i + 1 < len(groups) and groups[i + 1][0].sec == last[0].sec):
+            continue
+        # A tail fragment alone retrieves badly: move whole units back while that evens the two out.
+        while (last[-1].end - last[0].start < min_size and len(prev) > 1 and not prev[-2].heading
+               and last[-1].end - prev[-1].start <= size
+               and prev[-2].end - prev[0].start >= last[-1].end - prev[-1].start):
+            last.insert(0, prev.pop())
+    return groups
+
+
+def _section(group: list[_Unit]) -> str:
+    """The deepest heading path that encloses every unit, else the headings they share."""
+    paths = [u.path for u in group]
+    best = max(paths, key=len)
+    if all(best[: len(p)] == p for p in paths):
+        return " / ".join(best)
+    shared: tuple[str, ...] = ()
+    for level in zip(*paths):
+        if any(x != level[0] for x in level):
+            break
+        shared += (level[0],)
+    return " / ".join(shared)
+
+
+def _article(group: list[_Unit]) -> str:
+    """"第十条" or "第十条至第十二条": the first and last article the chunk touches."""
+    labels = [u.article for u in group if u.article]
+    if not labels:
+        return ""
+    return labels[0] if labels[0] == labels[-1] else f"{labels[0]}至{labels[-1]}"
+
+
+def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
+    """Cut a document into passages of at most `settings.size` characters, covering all its text."""
+    units = _Splitter(doc.text, settings.size).run()
+    chunks = []
+    for ordinal, group in enumerate(_pack(units, settings.size, settings.min_size)):
+        start, end = group[0].start, group[-1].end
+        chunks.append(Chunk(doc_id=doc.id, ordinal=ordinal, start=start, end=end, text=doc.text[start:end],
+                            page=doc.page_at(start), section=_section(group), article=_article(group)))
+    return chunks

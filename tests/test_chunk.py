@@ -1,0 +1,321 @@
+"""Tests for kb.chunk: spans, coverage, sizes, sentence ends, law articles, sections and pages on real text."""
+from __future__ import annotations
+
+import dataclasses
+import re
+import unicodedata
+from pathlib import Path
+
+import pytest
+
+from kb.chunk import ChunkSettings, chunk_document
+from kb.records import Document
+
+DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
+
+ENDS = "。！？；!?;"
+CLOSERS = "”’)）」』》"
+ARTICLE_LINE = re.compile(r"^第[零〇一二三四五六七八九十百千万两0-9]+条(?:之[一二三四五六七八九十]+)?(?=\s)", re.M)
+LAW_GIFTS = "laws/社会法/公益事业捐赠法(1999-06-28).md"
+LAW_CONTRACTS = "laws/民法典/合同编.md"
+LAW_LOCAL = "laws/DLC/浙江地方法规/地方性法规/浙江/杭州市企业工资集体协商条例(2014-04-11).md"
+POLICY_INLINE = "policies/0013aa11eb73353abf1e2bd8bca41750.txt"  # one line with " 一、… " titles
+
+
+def make_doc(path: Path, doc_id: str | None = None, page_starts: tuple[int, ...] = ()) -> Document:
+    """A Document built the way ingest will: NFKC text, no dependency on kb.ingest."""
+    raw = path.read_text(encoding="utf-8")
+    return Document(id=doc_id or path.name, path=str(path), title=path.stem,
+                    text=unicodedata.normalize("NFKC", raw), sha256="x",
+                    format=path.suffix.lstrip("."), page_starts=page_starts)
+
+
+def text_doc(text: str) -> Document:
+    return Document(id="t", path="/t.txt", title="t", text=text, sha256="x", format="txt")
+
+
+@pytest.fixture(scope="session")
+def real_docs(shared: Path) -> list[Document]:
+    """A mix of report, national law, civil-code book, local regulation and policy files."""
+    paths = [shared / "corpus" / p for p in (LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL, POLICY_INLINE)]
+    paths += sorted((shared / "corpus" / "policies").glob("*.txt"))[:40]
+    return [make_doc(DEMO_REPORT)] + [make_doc(p) for p in paths]
+
+
+def check_spans(doc: Document, chunks) -> None:
+    """Span identity, ordering, no overlap, no edge whitespace, and every non-space character covered once."""
+    covered = bytearray(len(doc.text))
+    prev_end = 0
+    for i, c in enumerate(chunks):
+        assert c.doc_id == doc.id and c.ordinal == i
+        assert c.text == doc.text[c.start:c.end]
+        assert c.text and c.text == c.text.strip()
+        assert c.start >= prev_end, f"chunk {i} overlaps the one before"
+        prev_end = c.end
+        covered[c.start:c.end] = b"\x01" * (c.end - c.start)
+    missing = [i for i, ch in enumerate(doc.text) if not covered[i] and not ch.isspace()]
+    assert not missing, f"{doc.id}: {len(missing)} characters outside every chunk, first at {missing[:3]}"
+
+
+def sentence_around(text: str, pos: int) -> tuple[int, int]:
+    """The sentence holding text[pos]: bounded by sentence ends and line breaks."""
+    a = pos
+    while a > 0 and text[a - 1] not in ENDS and text[a - 1] != "\n":
+        a -= 1
+    b = pos
+    while b < len(text) and text[b] not in ENDS and text[b] != "\n":
+        b += 1
+    return a, b + 1
+
+
+@pytest.mark.parametrize("size", [400, 120])
+def test_spans_cover_every_character(real_docs, size):
+    for doc in real_docs:
+        check_spans(doc, chunk_document(doc, ChunkSettings(size=size, min_size=min(80, size // 2))))
+
+
+@pytest.mark.parametrize("size", [400, 120, 50])
+def test_size_is_a_hard_maximum(real_docs, size):
+    for doc in real_docs:
+        for c in chunk_document(doc, ChunkSettings(size=size, min_size=0)):
+            assert len(c.text) <= size, (doc.id, c.ordinal, len(c.text))
+
+
+@pytest.mark.parametrize("size", [400, 120])
+def test_chunks_end_at_sentence_line_or_section_end(real_docs, size):
+    for doc in real_docs:
+        chunks = chunk_document(doc, ChunkSettings(size=size))
+        text = doc.text
+        for c, nxt in zip(chunks, chunks[1:] + [None]):
+            last = text[c.end - 1]
+            newline = text.find("\n", c.end)
+            rest_of_line = text[c.end:newline if newline >= 0 else len(text)]
+            if last in ENDS or last in CLOSERS or not rest_of_line.strip():
+                continue
+            if nxt is not None and nxt.section != c.section:
+                continue  # an inline "二、…" title starts the next section mid-line
+            a, b = sentence_around(text, c.end - 1)
+            assert len(text[a:b].strip()) > size, f"{doc.id} chunk {c.ordinal} ends mid-sentence: {c.text[-30:]!r}"
+
+
+def law_articles(text: str) -> list[tuple[str, int, int]]:
+    """(label, start, end) of each article: from its line to the next article or markdown heading."""
+    starts = [(m.group(), m.start()) for m in ARTICLE_LINE.finditer(text)]
+    stops = sorted([s for _, s in starts] + [m.start() for m in re.finditer(r"^#", text, re.M)] + [len(text)])
+    out = []
+    for label, s in starts:
+        e = next(x for x in stops if x > s)
+        out.append((label, s, len(text[:e].rstrip())))
+    return out
+
+
+@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL])
+@pytest.mark.parametrize("size", [400, 200])
+def test_article_that_fits_is_never_split(shared, law, size):
+    doc = make_doc(shared / "corpus" / law)
+    chunks = chunk_document(doc, ChunkSettings(size=size))
+    articles = law_articles(doc.text)
+    assert len(articles) > 20
+    fitting = [(label, s, e) for label, s, e in articles if e - s <= size]
+    assert fitting
+    for label, s, e in fitting:
+        assert any(c.start <= s and e <= c.end for c in chunks), f"{label} is split"
+    # Short articles are packed: there are fewer chunks than articles.
+    assert len(chunks) < len(articles)
+
+
+@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL])
+@pytest.mark.parametrize("size", [400, 120])
+def test_article_labels_name_first_and_last_article(shared, law, size):
+    doc = make_doc(shared / "corpus" / law)
+    articles = law_articles(doc.text)
+    ranges, singles = 0, 0
+    for c in chunk_document(doc, ChunkSettings(size=size)):
+        touched = [label for label, s, e in articles if s < c.end and e > c.start]
+        if not touched:
+            expected = ""
+        elif touched[0] == touched[-1]:
+            expected = touched[0]
+        else:
+            expected = f"{touched[0]}至{touched[-1]}"
+        assert c.article == expected, (c.ordinal, c.text[:40])
+        ranges += "至" in c.article
+        singles += bool(c.article) and "至" not in c.article
+    assert ranges and singles
+
+
+def test_enactment_block_has_no_section_or_article(shared):
+    doc = make_doc(shared / "corpus" / LAW_CONTRACTS)
+    chunks = chunk_document(doc)
+    info = [c for c in chunks if "<!-- INFO END -->" in c.text]
+    assert len(info) == 1
+    assert info[0].section == "" and info[0].article == ""
+    assert not ARTICLE_LINE.search(info[0].text)
+
+
+def markdown_sections(text: str) -> list[tuple[int, str]]:
+    """(offset, enclosing "##".."####" headings) after each heading below the INFO END line."""
+    body = text.index("<!-- INFO END -->")
+    stack: list[tuple[int, str]] = []
+    out = [(0, "")]
+    for m in re.finditer(r"^(#{2,6})\s+(.+)$", text, re.M):
+        if m.start() < body:
+            continue
+        level = len(m.group(1))
+        stack = [(lv, t) for lv, t in stack if lv < level] + [(level, " ".join(m.group(2).split()))]
+        out.append((m.start(), " / ".join(t for _, t in stack)))
+    return out
+
+
+@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS])
+def test_law_sections_follow_markdown_headings(shared, law):
+    doc = make_doc(shared / "corpus" / law)
+    sections = markdown_sections(doc.text)
+    title = doc.text.splitlines()[0].lstrip("# ").strip()
+    heading_starts = {s for s, _ in sections[1:]}
+    for c in chunk_document(doc):
+        expected = [label for s, label in sections if s < c.end][-1]
+        assert c.section == expected, (c.ordinal, c.text[:40])
+        assert title not in c.section
+        # A chunk never holds body text of two sections: only heading lines come before a heading inside it.
+        inside = [s for s in heading_starts if c.start < s < c.end]
+        if inside:
+            before = doc.text[c.start:max(inside)].splitlines()
+            assert all(line.lstrip().startswith("#") for line in before if line.strip()), c.text[:60]
+
+
+def test_report_sections(demo_text):
+    doc = text_doc(unicodedata.normalize("NFKC", demo_text))
+    chunks = chunk_document(doc)
+    check_spans(doc, chunks)
+
+    def chunk_at(phrase: str):
+        pos = doc.text.index(phrase)
+        return next(c for c in chunks if c.start <= pos < c.end)
+
+    assert chunk_at("一是制定改革方案").section.startswith("一、加强组织领导")
+    assert chunk_at("二是以实现高质量发展为目标").section.startswith("二、突出重点环节")
+    assert chunk_at("江门市紧抓省委赋予").section == ""
+    # Each heading line opens a chunk and is never alone in it.
+    headings = [m for m in re.finditer(r"^\s*([一二三四五六七八九十]+、.*)$", doc.text, re.M)]
+    assert len(headings) >= 3
+    for m in headings:
+        c = chunk_at(m.group(1))
+        assert c.start == m.start(1)
+        assert len(c.text) > len(m.group(1))
+        assert c.section == m.group(1).strip()
+
+
+def test_inline_titles_in_one_line_policy(shared):
+    doc = make_doc(shared / "corpus" / POLICY_INLINE)
+    assert "\n" not in doc.text.strip()
+    chunks = chunk_document(doc)
+    titles = list(re.finditer(r"(?<=\s)([一二三四五六七八九十]+、)(\S+)(?=\s)", doc.text))
+    assert len(titles) >= 5
+    for m in titles:
+        title = m.group(1) + m.group(2)
+        inside = next(c for c in chunks if c.start <= m.end() + 1 < c.end)
+        assert inside.section == title
+        assert inside.start == m.start()  # a new section opens a new chunk
+
+
+def test_markdown_title_is_not_a_section_and_not_alone():
+    text = "# 某某条例\n\n## 第一章 总则\n\n第一条 为了规范管理,制定本条例。\n\n第二条 本条例适用于本市。\n"
+    chunks = chunk_document(text_doc(text))
+    assert len(chunks) == 1
+    assert chunks[0].section == "第一章 总则"
+    assert chunks[0].article == "第一条至第二条"
+    assert chunks[0].text.startswith("# 某某条例")
+
+
+def test_chapter_heading_joins_its_subheading():
+    text = ("正文前言。\n\n第一编 总则\n\n第一章 基本规定\n\n第一节 一般规定\n\n第一条 内容一。\n\n"
+            "第二章 其他\n\n第二条 内容二。\n")
+    chunks = chunk_document(text_doc(text))
+    check_spans(text_doc(text), chunks)
+    by_article = {c.article: c for c in chunks}
+    assert by_article["第一条"].section == "第一编 总则 / 第一章 基本规定 / 第一节 一般规定"
+    assert by_article["第一条"].text.startswith("第一编 总则")
+    assert by_article["第二条"].section == "第一编 总则 / 第二章 其他"
+    assert chunks[0].section == "" and chunks[0].text == "正文前言。"
+
+
+def test_items_inside_an_article_are_not_sections():
+    text = "第三条 本法所称公益事业是指下列事项:\n\n(一)救助灾害;\n\n(二)教育事业。\n\n第四条 捐赠应当自愿。\n"
+    chunks = chunk_document(text_doc(text))
+    assert [c.section for c in chunks] == [""]
+    assert chunks[0].article == "第三条至第四条"
+
+
+def test_long_article_parts_keep_the_label():
+    sentence = "用人单位应当依法支付劳动报酬并缴纳社会保险费。"
+    text = "第十条 " + sentence * 13 + "\n\n第十一条 " + sentence + "\n"
+    doc = text_doc(text)
+    chunks = chunk_document(doc, ChunkSettings(size=100, min_size=20))
+    check_spans(doc, chunks)
+    assert len(chunks) >= 3
+    assert all(c.article.startswith("第十条") for c in chunks)
+    assert chunks[-1].article == "第十条至第十一条"
+    assert all(c.text.endswith("。") for c in chunks)
+
+
+def test_overlong_sentence_is_cut_at_commas_then_hard():
+    clause = "对受疫情影响较大的中小企业给予补贴,"
+    with_commas = clause * 30 + "特此通知。"
+    doc = text_doc(with_commas)
+    chunks = chunk_document(doc, ChunkSettings(size=100, min_size=0))
+    check_spans(doc, chunks)
+    assert all(c.text.endswith(",") for c in chunks[:-1])
+    no_breaks = "甲" * 250
+    chunks = chunk_document(text_doc(no_breaks), ChunkSettings(size=100, min_size=0))
+    assert [len(c.text) for c in chunks] == [100, 100, 50]
+
+
+def test_min_size_evens_out_a_short_tail():
+    text = ("甲" * 19 + "。") * 11  # eleven 20-char sentences on one line
+    greedy = chunk_document(text_doc(text), ChunkSettings(size=100, min_size=0))
+    assert [len(c.text) for c in greedy] == [100, 100, 20]
+    balanced = chunk_document(text_doc(text), ChunkSettings(size=100, min_size=80))
+    check_spans(text_doc(text), balanced)
+    lengths = [len(c.text) for c in balanced]
+    assert len(lengths) == 3 and lengths[-1] > 20 and lengths[-2] >= lengths[-1]
+
+
+def test_pages_from_page_starts(demo_text):
+    text = unicodedata.normalize("NFKC", demo_text)
+    starts = (0, len(text) // 3, 2 * len(text) // 3)
+    doc = dataclasses.replace(text_doc(text), page_starts=starts)
+    chunks = chunk_document(doc, ChunkSettings(size=200))
+    for c in chunks:
+        assert c.page == sum(1 for s in starts if s <= c.start)
+    assert {c.page for c in chunks} == {1, 2, 3}
+    assert all(c.page is None for c in chunk_document(text_doc(text)))
+
+
+def test_empty_and_blank_documents():
+    assert chunk_document(text_doc("")) == []
+    assert chunk_document(text_doc(" \n\n \u3000\n")) == []
+
+
+@pytest.mark.parametrize("kwargs", [{"size": 49}, {"size": 400, "min_size": -1}, {"size": 400, "min_size": 400},
+                                    {"size": "400"}, {"size": 400.0}, {"min_size": True}])
+def test_settings_validation(kwargs):
+    with pytest.raises(ValueError):
+        ChunkSettings(**kwargs)
+
+
+def test_settings_round_trip():
+    settings = ChunkSettings(size=300, min_size=60)
+    assert settings.as_dict() == {"size": 300, "min_size": 60}
+    assert ChunkSettings(**settings.as_dict()) == settings
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.size = 10  # type: ignore[misc]
+
+
+def test_numbered_paragraph_is_not_a_title_but_ends_the_previous_one():
+    text = ("一、总体要求\n\n坚持稳中求进。\n\n"
+            "二、对于行政执法机关移送的涉嫌犯罪案件人民检察院经审查认为符合立案条件的应当及时作出立案决定,并通知移送机关。\n\n"
+            "三、对于人民检察院的不立案决定移送涉嫌犯罪案件的行政执法机关可以在收到决定书后五日内要求复议。\n")
+    chunks = chunk_document(text_doc(text))
+    assert [c.section for c in chunks] == ["一、总体要求", ""]
+    assert chunks[1].text.startswith("二、")

