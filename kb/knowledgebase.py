@@ -1,6 +1,7 @@
 """KnowledgeBase: the one entry object — ingest files, search them, save and load the index."""
 from __future__ import annotations
 
+import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -135,7 +136,7 @@ class KnowledgeBase:
                 skipped.append(Skipped(exc.path, exc.reason + kept))
             except OSError as exc:
                 skipped.append(Skipped(source.path, f"cannot read file: {exc.strerror or exc}"))
-        roots = sorted({source.root for source in sources} | {str(Path(p).resolve()) for p in paths})
+        roots = sorted({source.root for source in sources} | {os.path.abspath(p) for p in paths})
         removed = [doc_id for doc_id, doc in documents.items()
                    if doc_id not in seen and any(_is_under(doc.path, root) for root in roots)]
         for doc_id in removed:
