@@ -146,7 +146,7 @@ class KnowledgeBase:
         chunks = [chunk for doc in documents.values() for chunk in chunk_document(doc, self.chunking)]
         texts = [indexed_text(chunk, documents[chunk.doc_id].title) for chunk in chunks]
         progress("tokenize", 0, len(texts))
-        bm25 = BM25Index.build([tokenize(text, self.tokenizer) for text in texts])
+        bm25 = BM25Index.build(tokenize(text, self.tokenizer) for text in texts)
         progress("tokenize", len(texts), len(texts))
         vectors, embedded = self._embed(texts, progress)
 

@@ -1,0 +1,199 @@
+"""kb.lexical.BM25Index: same scores as rank_bm25.BM25Okapi on real passages, top-k, masks, round trip."""
+import json
+
+import numpy as np
+import pytest
+from rank_bm25 import BM25Okapi
+
+from kb.lexical import BM25Index
+from kb.tokenize import tokenize
+
+N_WINDOWS = 300
+N_QUERIES = 20
+
+
+@pytest.fixture(scope="module")
+def passages(shared) -> list[list[str]]:
+    """300 tokenized 400-character windows, a few from each of many policy documents."""
+    windows = []
+    for path in sorted((shared / "corpus" / "policies").glob("*.txt")):
+        text = path.read_text(encoding="utf-8")
+        windows.extend(text[i:i + 400] for i in range(0, min(len(text), 1200), 400))
+        if len(windows) >= N_WINDOWS:
+            break
+    assert len(windows) >= N_WINDOWS
+    return [tokenize(w) for w in windows[:N_WINDOWS]]
+
+
+@pytest.fixture(scope="module")
+def queries(shared) -> list[list[str]]:
+    with open(shared / "eval" / "policies" / "queries.jsonl", encoding="utf-8") as f:
+        texts = [json.loads(line)["text"] for line in f if line.strip()][:N_QUERIES]
+    return [tokenize(t) for t in texts]
+
+
+@pytest.fixture(scope="module")
+def index(passages) -> BM25Index:
+    return BM25Index.build(passages)
+
+
+@pytest.fixture(scope="module")
+def reference(passages) -> BM25Okapi:
+    return BM25Okapi(passages)
+
+
+def expected_top(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
+    """The specified order: score > 0, best first, ties to the lower index."""
+    keep = [i for i in range(len(scores)) if scores[i] > 0 and (allowed is None or allowed[i])]
+    return sorted(keep, key=lambda i: (-scores[i], i))[:k]
+
+
+def test_sizes(index, passages):
+    assert index.n_passages == N_WINDOWS
+    assert index.vocabulary_size == len({t for p in passages for t in p})
+    assert index.params() == {"k1": 1.5, "b": 0.75, "epsilon": 0.25}
+
+
+def test_scores_equal_rank_bm25(index, reference, queries):
+    for query in queries:
+        ours = index.scores(query)
+        assert ours.shape == (N_WINDOWS,)
+        np.testing.assert_allclose(ours, reference.get_scores(query), rtol=1e-5, atol=1e-9)
+
+
+def test_top_k_order_equals_rank_bm25_ranking(index, reference, queries):
+    for query in queries:
+        theirs = reference.get_scores(query)
+        best, scores = index.top(query, k=10)
+        assert list(best) == expected_top(theirs, 10)
+        np.testing.assert_allclose(scores, theirs[best], rtol=1e-5)
+        assert np.all(np.diff(scores) <= 0)
+
+
+def test_duplicated_query_tokens_count_twice(index, reference, queries):
+    query = queries[0] + queries[0][:3]
+    np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-9)
+    assert not np.allclose(index.scores(query), index.scores(queries[0]))
+
+
+def test_unknown_tokens_add_nothing(index, reference, queries):
+    query = queries[1] + ["没有这个词", "zzz-unknown"]
+    np.testing.assert_array_equal(index.scores(query), index.scores(queries[1]))
+    np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-9)
+    np.testing.assert_array_equal(index.scores(["zzz-unknown"]), np.zeros(N_WINDOWS))
+
+
+def test_mask_restricts_top(index, reference, queries):
+    allowed = np.zeros(N_WINDOWS, dtype=bool)
+    allowed[::3] = True
+    for query in queries[:5]:
+        best, _ = index.top(query, k=7, mask=allowed)
+        assert list(best) == expected_top(reference.get_scores(query), 7, allowed)
+        assert allowed[best].all()
+    best, _ = index.top(queries[0], k=5, mask=np.zeros(N_WINDOWS, dtype=bool))
+    assert len(best) == 0
+    with pytest.raises(ValueError, match="mask"):
+        index.top(queries[0], k=5, mask=np.ones(N_WINDOWS - 1, dtype=bool))
+    with pytest.raises(ValueError, match="mask"):
+        index.top(queries[0], k=5, mask=np.ones(N_WINDOWS, dtype=np.int8))
+
+
+def test_k_edges(index, queries):
+    assert len(index.top(queries[0], k=0)[0]) == 0
+    best, scores = index.top(queries[0], k=10_000)
+    assert len(best) == int(np.count_nonzero(index.scores(queries[0]) > 0))
+    assert np.all(scores > 0)
+    with pytest.raises(ValueError):
+        index.top(queries[0], k=-1)
+
+
+def test_round_trip_through_npy_files(index, queries, tmp_path):
+    arrays, vocabulary = index.to_arrays()
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array, allow_pickle=False)
+    (tmp_path / "vocabulary.json").write_text(json.dumps(vocabulary, ensure_ascii=False), encoding="utf-8")
+
+    loaded_arrays = {name: np.load(tmp_path / f"{name}.npy", allow_pickle=False) for name in arrays}
+    loaded_vocabulary = json.loads((tmp_path / "vocabulary.json").read_text(encoding="utf-8"))
+    loaded = BM25Index.from_arrays(loaded_arrays, loaded_vocabulary, **index.params())
+    assert loaded.n_passages == index.n_passages
+    assert loaded.vocabulary_size == index.vocabulary_size
+    for query in queries:
+        np.testing.assert_array_equal(loaded.scores(query), index.scores(query))
+
+
+def test_other_parameters_match_rank_bm25(passages, queries):
+    index = BM25Index.build(passages, k1=1.2, b=0.5, epsilon=0.1)
+    reference = BM25Okapi(passages, k1=1.2, b=0.5, epsilon=0.1)
+    for query in queries[:5]:
+        np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-9)
+    arrays, vocabulary = index.to_arrays()
+    assert BM25Index.from_arrays(arrays, vocabulary, **index.params()).params() == index.params()
+
+
+def test_inconsistent_arrays_are_rejected(index):
+    arrays, vocabulary = index.to_arrays()
+    with pytest.raises(ValueError, match="missing"):
+        BM25Index.from_arrays({k: v for k, v in arrays.items() if k != "doc_len"}, vocabulary)
+    with pytest.raises(ValueError, match="term_ptr"):
+        BM25Index.from_arrays(arrays, vocabulary[:-1])
+    bad = dict(arrays, postings_doc=arrays["postings_doc"] + N_WINDOWS)
+    with pytest.raises(ValueError, match="passage"):
+        BM25Index.from_arrays(bad, vocabulary)
+    with pytest.raises(ValueError, match="integer"):
+        BM25Index.from_arrays(dict(arrays, postings_tf=arrays["postings_tf"].astype(float)), vocabulary)
+
+
+def test_empty_corpus():
+    index = BM25Index.build([])
+    assert index.n_passages == 0 and index.vocabulary_size == 0
+    assert index.scores(["工资"]).shape == (0,)
+    best, scores = index.top(["工资"], k=5)
+    assert best.shape == (0,) and scores.shape == (0,)
+    arrays, vocabulary = index.to_arrays()
+    assert BM25Index.from_arrays(arrays, vocabulary).n_passages == 0
+
+
+def test_corpus_of_empty_passages():
+    # rank_bm25 divides by zero here; an index of blank passages simply matches nothing.
+    index = BM25Index.build([[], []])
+    np.testing.assert_array_equal(index.scores(["工资"]), np.zeros(2))
+    assert len(index.top(["工资"], k=5)[0]) == 0
+
+
+def test_empty_query(index):
+    np.testing.assert_array_equal(index.scores([]), np.zeros(N_WINDOWS))
+    best, scores = index.top([], k=5)
+    assert best.shape == (0,) and scores.shape == (0,)
+
+
+def test_small_corpus_negative_idf_and_ties():
+    # 工 is in 4 of 5 passages: negative idf, floored at epsilon * average idf like rank_bm25.
+    passages = [["工", "资"], ["工", "资"], ["工", "伤"], ["工", "社", "保", "社"], ["医", "保"]]
+    index = BM25Index.build(passages)
+    reference = BM25Okapi(passages)
+    assert reference.idf["工"] == pytest.approx(reference.epsilon * reference.average_idf)
+    for query in (["工"], ["工", "资"], ["社"], ["资", "资", "伤"], ["工", "医", "保"]):
+        np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-12)
+    best, scores = index.top(["资"], k=2)
+    assert list(best) == [0, 1] and scores[0] == scores[1]  # identical passages: lower index first
+
+
+def test_accepts_a_generator(passages):
+    from_list = BM25Index.build(passages)
+    from_generator = BM25Index.build(p for p in passages)
+    np.testing.assert_array_equal(from_list.scores(passages[5]), from_generator.scores(passages[5]))
+
+
+def test_postings_out_of_order_are_rejected():
+    index = BM25Index.build([["工", "资"], ["工", "伤"], ["工"]])
+    arrays, vocabulary = index.to_arrays()
+    assert list(arrays["postings_doc"][:3]) == [0, 1, 2]  # 工's postings
+    swapped = arrays["postings_doc"].copy()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    with pytest.raises(ValueError, match="increasing"):
+        BM25Index.from_arrays(dict(arrays, postings_doc=swapped), vocabulary)
+    repeated = arrays["postings_doc"].copy()
+    repeated[1] = 0
+    with pytest.raises(ValueError, match="increasing"):
+        BM25Index.from_arrays(dict(arrays, postings_doc=repeated), vocabulary)

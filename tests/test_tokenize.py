@@ -1,0 +1,119 @@
+"""kb.tokenize: grams and words of real Chinese text, normalisation, determinism, one function."""
+import re
+
+import pytest
+
+from kb.lexical import BM25Index
+from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, normalize, tokenize, tokenizer_id
+
+
+def test_demo_report_gives_unigrams_bigrams_and_numbers(demo_text):
+    tokens = set(tokenize(demo_text, "cjk-bigram"))
+    assert {"产业", "工人", "队伍", "江门", "产", "业", "工", "人"} <= tokens
+    assert {"2022", "01", "21", "2019", "4"} <= tokens
+    # Digits stay whole numbers, never characters or pairs of them.
+    assert tokenize("2022-01-21，2019年4月", "cjk-bigram") == ["2022", "01", "21", "2019", "4", "年", "月"]
+
+
+def test_document_number_and_ascii_words():
+    tokens = tokenize("粤府〔2021〕12号 BM25 Word-Embedding", "cjk-bigram")
+    assert sorted(tokens) == sorted(["2021", "12", "bm25", "word", "embedding", "粤", "府", "粤府", "号"])
+
+
+def test_punctuation_and_whitespace_dropped(demo_text):
+    for name in TOKENIZERS:
+        tokens = tokenize(demo_text[:3000], name)
+        assert tokens
+        assert all(re.fullmatch(r"\w+", token.replace(".", "").replace("%", "")) for token in tokens), name
+        assert not {"，", "。", "、", "：", " ", "\n", "《", "》"} & set(tokens)
+
+
+def test_bigrams_do_not_cross_punctuation():
+    tokens = tokenize("工资，社保。", "cjk-bigram")
+    assert "资社" not in tokens
+    assert tokens == ["工", "资", "工资", "社", "保", "社保"]
+
+
+def test_normalize_folds_width_case_and_kangxi_radicals():
+    assert normalize("⽤⼈单位") == "用人单位"  # U+2F64, U+2F08: Kangxi radicals from broken PDFs
+    assert normalize("ＡＢＣ１２３") == "abc123"
+    assert normalize("Ⅻ") == "xii"
+
+
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_variants_tokenize_like_the_ordinary_form(name):
+    assert tokenize("⽤⼈单位应当⽀付⼯资", name) == tokenize("用人单位应当支付工资", name)
+    assert tokenize("ＢＭ２５，２０２１年", name) == tokenize("bm25,2021年", name)
+
+
+@pytest.mark.parametrize("name", sorted(TOKENIZERS))
+def test_deterministic(demo_text, name):
+    assert tokenize(demo_text, name) == tokenize(demo_text, name)
+
+
+def test_empty_text():
+    for name in TOKENIZERS:
+        assert tokenize("", name) == []
+        assert tokenize(" ，。\n", name) == []
+
+
+def test_query_tokens_are_found_in_the_document_that_contains_the_query(demo_text):
+    # Queries and documents go through the same function: a phrase copied from a document
+    # yields only tokens that document has.
+    query = "打造高素质产业工人队伍"
+    assert query in demo_text
+    assert set(tokenize(query)) <= set(tokenize(demo_text))
+
+
+def test_question_words_removed_from_queries_and_documents_alike():
+    name = "cjk-bigram-noquestion"
+    assert tokenize("老板拖欠工资怎么办？", name) == tokenize("老板拖欠工资", name)
+    assert tokenize("有哪些补贴？能领取吗", name) == tokenize("有 补贴 能领取", name)
+    assert "资怎" not in tokenize("拖欠工资怎么办", name)  # no bigram across the removed word
+    # 吗 and 呢 are particles only at a clause end: 吗啡 (morphine) keeps its characters.
+    assert {"吗", "啡", "吗啡"} <= set(tokenize("吗啡的管理", name))
+    passage = "劳动者是否可以申请劳动仲裁，由仲裁委员会审查。"
+    assert tokenize(passage, name) == tokenize(passage.replace("是否", "，"), name)
+
+
+def test_jieba_words_and_union():
+    words = tokenize("中华人民共和国劳动合同法", "jieba")
+    assert {"劳动", "合同", "合同法", "中华人民共和国"} <= set(words)
+    union = tokenize("中华人民共和国劳动合同法", "cjk-bigram+jieba")
+    grams = tokenize("中华人民共和国劳动合同法", "cjk-bigram")
+    # The union adds only the words grams cannot represent, so no gram's frequency doubles.
+    assert union[:len(grams)] == grams
+    assert sorted(union[len(grams):]) == sorted(w for w in words if len(w) > 2)
+
+
+def test_unknown_tokenizer_is_a_value_error():
+    with pytest.raises(ValueError, match="unknown tokenizer"):
+        tokenize("工资", "whitespace")
+    with pytest.raises(ValueError):
+        tokenizer_id("whitespace")
+
+
+def test_tokenizer_id_carries_the_version():
+    assert DEFAULT_TOKENIZER in TOKENIZERS
+    assert tokenizer_id() == f"{DEFAULT_TOKENIZER}@{TOKENIZERS[DEFAULT_TOKENIZER]}"
+    assert tokenizer_id("jieba") == f"jieba@{TOKENIZERS['jieba']}"
+
+
+@pytest.mark.parametrize("name", ["cjk-bigram", DEFAULT_TOKENIZER])
+def test_paraphrased_wage_question_finds_the_wage_passage(name):
+    passages = [
+        "个体工商户的老板应当依法办理营业执照，并按照规定办理税务登记。",
+        "用人单位拖欠工资的，劳动者可以向劳动保障监察机构投诉，也可以依法申请劳动争议仲裁。",
+        "对恶意欠薪的企业，人力资源社会保障部门责令其限期支付劳动者工资，逾期不支付的依法处罚。",
+        "企业组织职工参加线上职业技能培训的，按规定给予职业培训补贴。",
+        "受疫情影响生产经营困难的中小企业，可以申请缓缴社会保险费。",
+        "老年人可以到社区服务中心办理养老服务补贴申请手续。",
+        "各地要做好农民工返岗复工的交通保障，实行点对点运输。",
+        "对不裁员或少裁员的企业，返还失业保险费。",
+    ]
+    index = BM25Index.build([tokenize(p, name) for p in passages])
+    best, _ = index.top(tokenize("老板拖欠工资怎么办", name), k=3)
+    assert best[0] == 1
+    # The 欠薪 passage shares only 欠 and 工资; lexical matching alone ranks the passage sharing
+    # 老板 and 办(理) before it, the kind of paraphrase the vector side has to catch.
+    assert list(best) == [1, 0, 2]
