@@ -18,6 +18,7 @@ from kb.tokenize import normalize, tokenize
 MODES = ("hybrid", "bm25", "vector")
 MAX_K = 1000
 MAX_QUERY_CHARS = 2000  # longer input is cut: no real query is longer, and cost grows with length
+QUERY_CACHE_SIZE = 4096  # query vectors kept (1.5 KB each): an eval set or a day of app use
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class Searcher:
         vector = self.embedder.embed_queries([query])[0]
         with self._cache_lock:
             self._query_vectors[query] = vector
-            while len(self._query_vectors) > 256:
+            while len(self._query_vectors) > QUERY_CACHE_SIZE:
                 self._query_vectors.popitem(last=False)
         return vector
 
