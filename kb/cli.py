@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     except KbError as exc:
         print(f"kb: error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # a path the user gave that cannot be read or written
+        print(f"kb: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("kb: interrupted", file=sys.stderr)
         return 130

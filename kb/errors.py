@@ -26,6 +26,10 @@ class IndexCorrupt(KbError):
     """An index file is missing or does not match its manifest checksum."""
 
 
+class IndexWriteError(KbError):
+    """A new build could not be written (disk full, permissions); the previous index is untouched."""
+
+
 class IndexBusy(KbError):
     """Another process is writing the same index."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import __version__
-from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound
+from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.records import Chunk, Document
 
 FORMAT = "kb-index"
@@ -110,11 +110,10 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
 def save(index_dir: Path, data: IndexData) -> Path:
     """Write `data` as a new build and swap it in atomically; returns the build directory."""
     builds = index_dir / "builds"
-    builds.mkdir(parents=True, exist_ok=True)
     name = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     tmp = builds / f".tmp-{name}"
-    tmp.mkdir()
     try:
+        tmp.mkdir(parents=True)
         _write_passages(tmp / "passages.sqlite", data.documents, data.chunks)
         _write_npy(tmp / "vectors.npy", np.ascontiguousarray(data.vectors, dtype=np.float32))
         for key, array in data.bm25_arrays.items():
@@ -128,11 +127,19 @@ def save(index_dir: Path, data: IndexData) -> Path:
         final = builds / name
         os.rename(tmp, final)
         _fsync_dir(builds)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(exc, (OSError, sqlite3.Error)):
+            raise IndexWriteError(f"cannot write a new build in {builds} ({exc}); the previous index is unchanged") \
+                from exc
         raise
     previous = current_build(index_dir)
-    _write_atomic(index_dir / "CURRENT", (name + "\n").encode())
+    try:
+        _write_atomic(index_dir / "CURRENT", (name + "\n").encode())
+    except OSError as exc:
+        shutil.rmtree(final, ignore_errors=True)
+        raise IndexWriteError(f"cannot switch {index_dir} to the new build ({exc}); the previous index is unchanged") \
+            from exc
     # The previous build stays one more round: a reader that read CURRENT just before the swap
     # is still loading it.
     _remove_old_builds(builds, keep={name, previous.name if previous else name})

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from kb.dense import FakeEmbedder
-from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound
+from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
 from kb.store import current_build
 from tests.conftest import DEMO_REPORT
@@ -168,3 +168,23 @@ def test_save_swaps_builds_and_keeps_one_previous(tmp_path, corpus):
     assert current_build(index) == third
     assert not first.exists() and second.exists()
     assert np.load(third / "vectors.npy", allow_pickle=False).shape == (len(kb.chunks), 256)
+
+
+def test_failed_write_keeps_the_previous_index(tmp_path, corpus, monkeypatch):
+    index = tmp_path / "index"
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    kb.save()
+    before = [(h.doc_id, h.start) for h in KnowledgeBase.load(index).search("产业工人")]
+
+    (corpus / "新增.txt").write_text("新增文件：关于产业工人技能培训补贴的通知。", encoding="utf-8")
+    kb.ingest([corpus])
+
+    def disk_full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("kb.store._write_npy", disk_full)
+    with pytest.raises(IndexWriteError, match="No space left.*previous index is unchanged"):
+        kb.save()
+    assert [p.name for p in (index / "builds").iterdir() if p.name.startswith(".tmp")] == []
+    assert [(h.doc_id, h.start) for h in KnowledgeBase.load(index).search("产业工人")] == before
