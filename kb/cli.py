@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
     ingest.add_argument("--rebuild", action="store_true",
                         help="start a new index instead of updating (cached embeddings are still reused)")
+    ingest.add_argument("--workers", type=int, default=1,
+                        help="processes for parsing files and counting terms (default 1)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(run=_ingest)
 
@@ -110,7 +112,7 @@ def _ingest(args) -> int:
             kb = KnowledgeBase.load(index, args.model)
             if args.chunk_size:
                 kb.chunking = ChunkSettings(**{**kb.chunking.as_dict(), "size": args.chunk_size})
-        report = kb.ingest(args.paths, progress=None if args.quiet else _ProgressBar())
+        report = kb.ingest(args.paths, progress=None if args.quiet else _ProgressBar(), workers=args.workers)
         started = time.monotonic()
         kb.save()
         seconds = report.seconds + time.monotonic() - started
@@ -120,7 +122,9 @@ def _ingest(args) -> int:
         print(f"  skipped {skipped.path}: {skipped.reason}")
     print(f"passages: {report.passages} in the index, {report.embedded} embedded now, "
           f"{report.passages - report.embedded} from the cache or unchanged")
-    print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f}; index: {index}")
+    stages = ", ".join(f"{name} {value:.1f}" for name, value in report.stage_seconds.items())
+    print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f} ({stages}, save {seconds - report.seconds:.1f});"
+          f" index: {index}")
     return 0
 
 

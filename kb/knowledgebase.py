@@ -1,8 +1,10 @@
 """KnowledgeBase: the one entry object — ingest files, search them, save and load the index."""
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
@@ -14,7 +16,7 @@ from kb.chunk import ChunkSettings, chunk_document
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, make_embedder
 from kb.errors import IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document, sha256_file
-from kb.lexical import BM25Index
+from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
 from kb.search import Searcher, SearchSettings
 from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
@@ -108,34 +110,38 @@ class KnowledgeBase:
 
     # --- ingesting ----------------------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None) -> IngestReport:
+    def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None,
+               workers: int = 1) -> IngestReport:
         """Add, update and drop documents under `paths`; embeds only passages not embedded before.
 
         Files that no longer exist under a given folder are dropped; a file that cannot be read is
-        reported and, if an earlier version was indexed, that version is kept.
+        reported and, if an earlier version was indexed, that version is kept. `workers` > 1 parses
+        files and counts terms in that many processes.
         """
         started = time.monotonic()
         progress = progress or (lambda stage, done, total: None)
+        timings: dict[str, float] = {}
+        paths = list(paths)
         sources, skipped = discover(paths)
         skipped = list(skipped)
         documents = dict(self._documents)
-        added, changed, unchanged, seen = [], [], [], set()
-        for done, source in enumerate(sources, 1):
-            progress("read", done, len(sources))
-            seen.add(source.doc_id)
-            try:
-                sha = sha256_file(source.path)
+        added, changed, unchanged = [], [], []
+        with _timed(timings, "parse"), _pool(workers) as pool:
+            jobs = []
+            for source in sources:
                 old = documents.get(source.doc_id)
-                if old is not None and old.sha256 == sha and old.path == source.path:
+                jobs.append((source, old.sha256 if old else None, old.path if old else None))
+            for done, (source, result) in enumerate(zip(sources, pool(_read_source, jobs)), 1):
+                progress("parse", done, len(sources))
+                if result is None:
                     unchanged.append(source.doc_id)
-                    continue
-                documents[source.doc_id] = read_document(source, sha256=sha)
-                (changed if old is not None else added).append(source.doc_id)
-            except UnreadableFile as exc:
-                kept = " (the version indexed before is kept)" if source.doc_id in documents else ""
-                skipped.append(Skipped(exc.path, exc.reason + kept))
-            except OSError as exc:
-                skipped.append(Skipped(source.path, f"cannot read file: {exc.strerror or exc}"))
+                elif isinstance(result, Skipped):
+                    kept = " (the version indexed before is kept)" if source.doc_id in documents else ""
+                    skipped.append(Skipped(result.path, result.reason + kept))
+                else:
+                    (changed if source.doc_id in documents else added).append(source.doc_id)
+                    documents[source.doc_id] = result
+        seen = {source.doc_id for source in sources}
         roots = sorted({source.root for source in sources} | {os.path.abspath(p) for p in paths})
         removed = [doc_id for doc_id, doc in documents.items()
                    if doc_id not in seen and any(_is_under(doc.path, root) for root in roots)]
@@ -143,19 +149,26 @@ class KnowledgeBase:
             del documents[doc_id]
         documents = dict(sorted(documents.items()))
 
-        chunks = [chunk for doc in documents.values() for chunk in chunk_document(doc, self.chunking)]
-        texts = [indexed_text(chunk, documents[chunk.doc_id].title) for chunk in chunks]
-        progress("tokenize", 0, len(texts))
-        bm25 = BM25Index.build(tokenize(text, self.tokenizer) for text in texts)
-        progress("tokenize", len(texts), len(texts))
-        vectors, embedded = self._embed(texts, progress)
-
-        self.sources = sorted(set(self.sources) | set(roots))
-        self._set_state(documents, chunks, vectors, bm25)
+        with _timed(timings, "chunk"):
+            chunks = [chunk for doc in documents.values() for chunk in chunk_document(doc, self.chunking)]
+            texts = [indexed_text(chunk, documents[chunk.doc_id].title) for chunk in chunks]
+        with _timed(timings, "tokenize"), _pool(workers) as pool:
+            progress("tokenize", 0, len(texts))
+            step = max(1, -(-len(texts) // max(1, workers * 4)))
+            slices = [(texts[i:i + step], self.tokenizer) for i in range(0, len(texts), step)]
+            counts = list(pool(_count_slice, slices))
+            progress("tokenize", len(texts), len(texts))
+        with _timed(timings, "embed"):
+            vectors, embedded = self._embed(texts, progress)
+        with _timed(timings, "index"):
+            bm25 = BM25Index.from_counts(counts)
+            self.sources = sorted(set(self.sources) | set(roots))
+            self._set_state(documents, chunks, vectors, bm25)
         seconds = time.monotonic() - started
-        self.manifest = {**self.manifest, "build_seconds": round(seconds, 2)}
+        self.manifest = {**self.manifest, "build_seconds": round(seconds, 2),
+                         "stage_seconds": {name: round(value, 2) for name, value in timings.items()}}
         return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
-                            len(chunks), embedded, seconds)
+                            len(chunks), embedded, seconds, timings)
 
     def _embed(self, texts: list[str], progress: Progress) -> tuple[np.ndarray, int]:
         """Vectors for `texts`: from the embedding cache where present, else from the model (then cached)."""
@@ -239,3 +252,45 @@ class KnowledgeBase:
 
 def _is_under(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str):
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = timings.get(stage, 0.0) + time.perf_counter() - started
+
+
+@contextmanager
+def _pool(workers: int):
+    """A map function: the built-in one, or an ordered map over `workers` processes."""
+    if workers <= 1:
+        yield map
+        return
+    # fork: workers inherit the loaded modules instead of importing kb again. Arguments and
+    # results cross the process boundary by multiprocessing's own serialisation, in memory only;
+    # nothing is ever loaded from disk that way.
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    with context.Pool(workers) as pool:
+        yield lambda function, items: pool.imap(function, items, chunksize=4)
+
+
+def _read_source(job) -> Document | Skipped | None:
+    """Parse one file; None when its content hash says it is unchanged."""
+    source, old_sha, old_path = job
+    try:
+        sha = sha256_file(source.path)
+        if sha == old_sha and source.path == old_path:
+            return None
+        return read_document(source, sha256=sha)
+    except UnreadableFile as exc:
+        return Skipped(exc.path, exc.reason)
+    except OSError as exc:
+        return Skipped(source.path, f"cannot read file: {exc.strerror or exc}")
+
+
+def _count_slice(job) -> TermCounts:
+    texts, tokenizer = job
+    return count_terms(tokenize(text, tokenizer) for text in texts)

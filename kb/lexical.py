@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from array import array
+from dataclasses import dataclass
 from collections import Counter, defaultdict
 from itertools import count
 from typing import Iterable, Sequence
@@ -44,31 +45,38 @@ class BM25Index:
     def build(cls, tokenized_passages: Iterable[Sequence[str]], k1: float = 1.5, b: float = 0.75,
               epsilon: float = 0.25) -> "BM25Index":
         """Index passages given as token lists (any iterable, so a generator keeps memory low)."""
-        # A missing term gets the next id from C code alone: no Python frame per token.
-        vocab: defaultdict[str, int] = defaultdict(count().__next__)
-        term_of_posting = array("i")
-        tf_of_posting = array("i")
-        unique_per_doc = array("q")
-        doc_len = array("q")
-        for tokens in tokenized_passages:
-            counts = Counter(tokens)
-            term_of_posting.extend(map(vocab.__getitem__, counts))
-            tf_of_posting.extend(counts.values())
-            unique_per_doc.append(len(counts))
-            doc_len.append(len(tokens))
-        if len(doc_len) and max(doc_len) > np.iinfo(np.int32).max:
-            raise ValueError("a passage has more than 2**31 tokens")
-        n_docs = len(doc_len)
-        terms = np.frombuffer(term_of_posting, dtype=np.int32) if term_of_posting else np.zeros(0, np.int32)
-        tfs = np.frombuffer(tf_of_posting, dtype=np.int32) if tf_of_posting else np.zeros(0, np.int32)
-        docs = np.repeat(np.arange(n_docs, dtype=np.int32), np.asarray(unique_per_doc, dtype=np.int64))
+        return cls.from_counts([count_terms(tokenized_passages)], k1=k1, b=b, epsilon=epsilon)
+
+    @classmethod
+    def from_counts(cls, parts: Sequence["TermCounts"], k1: float = 1.5, b: float = 0.75,
+                    epsilon: float = 0.25) -> "BM25Index":
+        """Index consecutive slices of passages counted separately (e.g. by worker processes).
+
+        Terms are numbered in first-seen order over all slices, as build() numbers them, so the
+        idf floor (an average in that order) is the same to the last bit.
+        """
+        term_ids: dict[str, int] = {}
+        terms, tfs, unique, lengths = [], [], [], []
+        for part in parts:
+            for term in part.vocabulary:
+                term_ids.setdefault(term, len(term_ids))
+            remap = np.fromiter((term_ids[term] for term in part.vocabulary), dtype=np.int32,
+                                count=len(part.vocabulary))
+            terms.append(remap[part.terms])
+            tfs.append(part.tfs)
+            unique.append(part.unique_per_doc)
+            lengths.append(part.doc_len)
+        terms_all = np.concatenate(terms) if terms else np.zeros(0, np.int32)
+        tfs_all = np.concatenate(tfs) if tfs else np.zeros(0, np.int32)
+        doc_len = np.concatenate(lengths).astype(np.int32) if lengths else np.zeros(0, np.int32)
+        unique_all = np.concatenate(unique) if unique else np.zeros(0, np.int64)
+        docs = np.repeat(np.arange(len(doc_len), dtype=np.int32), unique_all)
         # A stable sort by term keeps passages increasing within each term's postings.
-        order = np.argsort(terms, kind="stable")
-        term_ptr = np.zeros(len(vocab) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(terms, minlength=len(vocab)), out=term_ptr[1:])
-        vocab.default_factory = None
-        return cls(term_ptr, docs[order], tfs[order], np.asarray(doc_len, dtype=np.int32),
-                   list(vocab), k1=k1, b=b, epsilon=epsilon, _term_ids=vocab)
+        order = np.argsort(terms_all, kind="stable")
+        term_ptr = np.zeros(len(term_ids) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(terms_all, minlength=len(term_ids)), out=term_ptr[1:])
+        return cls(term_ptr, docs[order], tfs_all[order], doc_len, list(term_ids), k1=k1, b=b,
+                   epsilon=epsilon, _term_ids=term_ids)
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """Arrays to save with np.save(allow_pickle=False), and the vocabulary (term id order)."""
@@ -192,3 +200,34 @@ class BM25Index:
         order = np.lexsort((candidates, -scores[candidates]))[:k]
         best = candidates[order]
         return best.astype(np.int64), scores[best]
+
+
+@dataclass(frozen=True)
+class TermCounts:
+    """Term frequencies of a slice of passages, numbered by the slice's own vocabulary."""
+
+    vocabulary: list[str]  # local term id -> term, in first-seen order
+    terms: np.ndarray  # int32 local term id of each (passage, term) posting, passage by passage
+    tfs: np.ndarray  # int32 occurrences of that term in that passage
+    unique_per_doc: np.ndarray  # int64 postings per passage
+    doc_len: np.ndarray  # int64 tokens per passage
+
+
+def count_terms(tokenized_passages: Iterable[Sequence[str]]) -> TermCounts:
+    """Count the terms of each passage: the part of building an index that can run in parallel."""
+    # A missing term gets the next id from C code alone: no Python frame per token.
+    vocab: defaultdict[str, int] = defaultdict(count().__next__)
+    term_of_posting = array("i")
+    tf_of_posting = array("i")
+    unique_per_doc = array("q")
+    doc_len = array("q")
+    for tokens in tokenized_passages:
+        counts = Counter(tokens)
+        term_of_posting.extend(map(vocab.__getitem__, counts))
+        tf_of_posting.extend(counts.values())
+        unique_per_doc.append(len(counts))
+        doc_len.append(len(tokens))
+    if len(doc_len) and max(doc_len) > np.iinfo(np.int32).max:
+        raise ValueError("a passage has more than 2**31 tokens")
+    return TermCounts(list(vocab), np.array(term_of_posting, dtype=np.int32), np.array(tf_of_posting, dtype=np.int32),
+                      np.array(unique_per_doc, dtype=np.int64), np.array(doc_len, dtype=np.int64))

@@ -78,6 +78,7 @@ class IngestReport:
     passages: int  # in the whole index after the ingest
     embedded: int  # passages embedded by the model in this run (the rest came from the cache)
     seconds: float
+    stage_seconds: dict = field(default_factory=dict, compare=False)  # parse, chunk, tokenize, embed, index
 
     @property
     def indexed(self) -> int:

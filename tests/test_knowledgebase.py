@@ -188,3 +188,18 @@ def test_failed_write_keeps_the_previous_index(tmp_path, corpus, monkeypatch):
         kb.save()
     assert [p.name for p in (index / "builds").iterdir() if p.name.startswith(".tmp")] == []
     assert [(h.doc_id, h.start) for h in KnowledgeBase.load(index).search("产业工人")] == before
+
+
+def test_workers_build_the_same_index(tmp_path, corpus):
+    single, parallel = new_kb(tmp_path / "one"), new_kb(tmp_path / "two")
+    report_one = single.ingest([corpus])
+    report_two = parallel.ingest([corpus], workers=2)
+    assert report_two.added == report_one.added and set(report_two.stage_seconds) >= {"parse", "tokenize", "embed"}
+    assert parallel.chunks == single.chunks
+    arrays_one, vocabulary_one = single._bm25.to_arrays()
+    arrays_two, vocabulary_two = parallel._bm25.to_arrays()
+    assert vocabulary_two == vocabulary_one
+    for name, array in arrays_one.items():
+        assert np.array_equal(arrays_two[name], array), name
+    assert [(h.doc_id, h.start, h.score) for h in parallel.search("复工复产 补贴", mode="bm25")] == \
+        [(h.doc_id, h.start, h.score) for h in single.search("复工复产 补贴", mode="bm25")]
