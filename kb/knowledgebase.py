@@ -13,8 +13,8 @@ import numpy as np
 
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document
-from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, make_embedder
-from kb.errors import IndexMismatch, UnreadableFile
+from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
+from kb.errors import IndexCorrupt, IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document, sha256_file
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
@@ -40,13 +40,15 @@ class KnowledgeBase:
     """Documents, their passages and the BM25 and vector indexes over them, bound to an index directory."""
 
     def __init__(self, index_dir: str | Path | None = None, embedder: Embedder | str | None = None,
-                 chunking: ChunkSettings | None = None, tokenizer: str = DEFAULT_TOKENIZER):
+                 chunking: ChunkSettings | None = None, tokenizer: str = DEFAULT_TOKENIZER,
+                 vector_index: VectorIndexSettings | None = None):
         self.index_dir = Path(index_dir) if index_dir is not None else None
         if embedder is None or isinstance(embedder, str):
             embedder = make_embedder(embedder or DEFAULT_MODEL)
         self.embedder = embedder
         self.chunking = chunking or ChunkSettings()
         self.tokenizer = tokenizer
+        self.vector_index = vector_index or VectorIndexSettings()
         self.manifest: dict = {}
         self.sources: list[str] = []
         self._set_state({}, [], np.zeros((0, self.embedder.dim), dtype=np.float32),
@@ -61,26 +63,36 @@ class KnowledgeBase:
         index_dir = Path(index_dir)
         data = store.load(index_dir, verify=verify)
         manifest = data.manifest
-        built_with = manifest["embedder"]["model_id"]
+        try:
+            recorded = manifest["embedder"]
+            chunking = ChunkSettings(**manifest["chunking"])
+            vector_index = VectorIndexSettings(**manifest["vector_index"]["settings"])
+            bm25_params = manifest["bm25"]
+            tokenizer = manifest["tokenizer"]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise IndexCorrupt(f"{index_dir}: manifest lacks or garbles {exc}; {store.REBUILD_HINT}") from None
         if embedder is None:
-            embedder = make_embedder(manifest["embedder"]["spec"])
+            embedder = make_embedder(recorded["spec"])
         elif isinstance(embedder, str):
             embedder = make_embedder(embedder)
-        if embedder.model_id != built_with or embedder.dim != manifest["embedder"]["dim"]:
+        if embedder.model_id != recorded["model_id"] or embedder.dim != recorded["dim"]:
             raise IndexMismatch(
-                f"index at {index_dir} was built with model {built_with} (dim {manifest['embedder']['dim']}),"
+                f"index at {index_dir} was built with model {recorded['model_id']} (dim {recorded['dim']}),"
                 f" not {embedder.model_id} (dim {embedder.dim}): search it without --model, or rebuild it with"
                 f" `kb ingest --rebuild --model ... PATH...`")
-        tokenizer_name = manifest["tokenizer"].partition("@")[0]
-        if tokenizer_name not in TOKENIZERS or tokenizer_id(tokenizer_name) != manifest["tokenizer"]:
+        tokenizer_name = tokenizer.partition("@")[0]
+        if tokenizer_name not in TOKENIZERS or tokenizer_id(tokenizer_name) != tokenizer:
             raise IndexMismatch(
-                f"index at {index_dir} was built with tokenizer {manifest['tokenizer']}, which this kb"
+                f"index at {index_dir} was built with tokenizer {tokenizer}, which this kb"
                 f" ({__version__}) no longer produces: {store.REBUILD_HINT}")
-        kb = cls(index_dir, embedder, ChunkSettings(**manifest["chunking"]), tokenizer_name)
+        kb = cls(index_dir, embedder, chunking, tokenizer_name, vector_index)
         kb.manifest = manifest
         kb.sources = list(manifest.get("sources", []))
-        bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest["bm25"])
-        kb._set_state({doc.id: doc for doc in data.documents}, data.chunks, data.vectors, bm25)
+        try:
+            bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **bm25_params)
+            kb._set_state({doc.id: doc for doc in data.documents}, data.chunks, data.vectors, bm25, data.ann)
+        except ValueError as exc:
+            raise IndexCorrupt(f"{index_dir}: inconsistent index files ({exc}); {store.REBUILD_HINT}") from None
         return kb
 
     def save(self) -> Path:
@@ -98,12 +110,13 @@ class KnowledgeBase:
             "tokenizer": tokenizer_id(self.tokenizer),
             "chunking": self.chunking.as_dict(),
             "bm25": self._bm25.params(),
+            "vector_index": {"kind": self._vectors.kind, "settings": self.vector_index.as_dict()},
             "counts": {"documents": len(self._documents), "passages": len(self._chunks),
                        "vocabulary": len(vocabulary)},
             "sources": self.sources,
         }
         data = store.IndexData(manifest, list(self._documents.values()), self._chunks, self._vectors.vectors,
-                               arrays, vocabulary)
+                               arrays, vocabulary, self._vectors.ann_bytes())
         build = store.save(self.index_dir, data)
         self.manifest = data.manifest
         return build
@@ -232,6 +245,7 @@ class KnowledgeBase:
             "dim": self.embedder.dim,
             "tokenizer": tokenizer_id(self.tokenizer),
             "chunking": self.chunking.as_dict(),
+            "vector_index": self._vectors.kind,
             "created": self.manifest.get("created"),
             "build_seconds": self.manifest.get("build_seconds"),
             "kb_version": self.manifest.get("kb_version", __version__),
@@ -239,10 +253,12 @@ class KnowledgeBase:
         }
 
     def _set_state(self, documents: dict[str, Document], chunks: list[Chunk], vectors: np.ndarray,
-                   bm25: BM25Index) -> None:
+                   bm25: BM25Index, ann: np.ndarray | None = None) -> None:
         self._documents = documents
         self._chunks = chunks
-        self._vectors = VectorIndex(vectors if len(vectors) else np.zeros((0, self.embedder.dim), np.float32))
+        if not len(vectors):
+            vectors = np.zeros((0, self.embedder.dim), np.float32)
+        self._vectors = VectorIndex(vectors, self.vector_index, ann)
         self._bm25 = bm25
         self._rows_by_doc: dict[str, list[int]] = {}
         for row, chunk in enumerate(chunks):

@@ -4,7 +4,7 @@ Layout of an index directory::
 
     CURRENT              name of the live build (replaced atomically: the swap)
     builds/<name>/       one complete build: manifest.json, passages.sqlite, vectors.npy,
-                         bm25-*.npy, vocabulary.json
+                         bm25-*.npy, vocabulary.json, and ann.npy (HNSW graph) for large indexes
     embeddings.sqlite    vectors by (model id, sha256 of the embedded text), shared by builds
     .lock                held by the one process allowed to write
 
@@ -46,6 +46,7 @@ class IndexData:
     vectors: np.ndarray
     bm25_arrays: dict[str, np.ndarray]
     vocabulary: list[str]
+    ann: np.ndarray | None = None  # serialised HNSW graph, for indexes above the exact-search size
 
 
 def current_build(index_dir: Path) -> Path | None:
@@ -97,6 +98,7 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
         bm25_arrays = {name[len("bm25-"):-len(".npy")]: np.load(build / name, allow_pickle=False)
                        for name in files if name.startswith("bm25-")}
         vocabulary = json.loads((build / "vocabulary.json").read_text(encoding="utf-8"))
+        ann = np.load(build / "ann.npy", allow_pickle=False) if "ann.npy" in files else None
     except (OSError, ValueError, sqlite3.DatabaseError) as exc:
         raise IndexCorrupt(f"{build}: cannot read index files ({exc}); {REBUILD_HINT}") from None
     counts = manifest.get("counts", {})
@@ -104,7 +106,7 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
     if (len(documents) != counts.get("documents") or len(chunks) != counts.get("passages")
             or vectors.shape != (len(chunks), dim) or len(vocabulary) != counts.get("vocabulary")):
         raise IndexCorrupt(f"{build}: file contents disagree with the manifest counts; {REBUILD_HINT}")
-    return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary)
+    return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary, ann)
 
 
 def save(index_dir: Path, data: IndexData) -> Path:
@@ -119,6 +121,8 @@ def save(index_dir: Path, data: IndexData) -> Path:
         for key, array in data.bm25_arrays.items():
             _write_npy(tmp / f"bm25-{key}.npy", array)
         _write_bytes(tmp / "vocabulary.json", json.dumps(data.vocabulary, ensure_ascii=False).encode())
+        if data.ann is not None:
+            _write_npy(tmp / "ann.npy", data.ann)
         manifest = dict(data.manifest)
         manifest["files"] = {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
                              for path in sorted(tmp.iterdir())}

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.dense import FakeEmbedder
+from kb.dense import FakeEmbedder, VectorIndexSettings
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
 from kb.store import current_build
@@ -203,3 +203,25 @@ def test_workers_build_the_same_index(tmp_path, corpus):
         assert np.array_equal(arrays_two[name], array), name
     assert [(h.doc_id, h.start, h.score) for h in parallel.search("复工复产 补贴", mode="bm25")] == \
         [(h.doc_id, h.start, h.score) for h in single.search("复工复产 补贴", mode="bm25")]
+
+
+def test_large_index_uses_hnsw_and_stores_its_graph(tmp_path, corpus):
+    index = tmp_path / "index"
+    small = KnowledgeBase(index, FakeEmbedder(), vector_index=VectorIndexSettings(ann_threshold=20))
+    small.ingest([corpus])
+    build = small.save()
+    assert (build / "ann.npy").is_file()
+    loaded = KnowledgeBase.load(index)
+    assert loaded.info()["vector_index"] == "hnsw"
+    queries = ["江门 产业工人", "疫情防控 复工复产", "用人单位拖欠劳动者工资", "税收优惠 政策", "职业技能培训"]
+    agree = 0
+    for query in queries:
+        vector = loaded.embedder.embed_queries([query])[0]
+        approximate, _ = loaded._vectors.top(vector, 5)
+        exact, _ = loaded._vectors.top(vector, 5, exact=True)
+        agree += len(set(approximate) & set(exact))
+    assert agree / (5 * len(queries)) >= 0.9
+    assert [h.doc_id for h in loaded.search("产业工人", mode="vector")] == \
+        [h.doc_id for h in small.search("产业工人", mode="vector")]
+    filtered = loaded.search("复工复产", mode="vector", k=3, prefix="docs/policies")
+    assert len(filtered) == 3 and all(h.doc_id.startswith("docs/policies/") for h in filtered)
