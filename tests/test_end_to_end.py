@@ -107,7 +107,7 @@ def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
     extra = tmp_path / "more"
     extra.mkdir()
     unsampled = [p for p in sorted((shared / "corpus" / "policies").iterdir()) if f"policies/{p.name}" not in sample]
-    for path in unsampled[:15]:
+    for path in unsampled[:40]:  # enough passages that the model is still busy when the kill comes
         shutil.copy(path, extra)
     process = subprocess.Popen([*KB, "ingest", str(extra), "--index", str(copy)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
