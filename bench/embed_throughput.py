@@ -301,7 +301,7 @@ def main() -> None:
     base = seconds[BASELINE]
     int8_rate, fp32_rate = gemm.limit("int8"), gemm.limit("fp32")
     print()
-    print(f"| variant | passages/s | tokens/s | ratio | cosine mean | cosine min | GOP/s | % int8 limit | % fp32 limit |")
+    print("| variant | passages/s | tokens/s | ratio | cosine mean | cosine min | GOP/s | % int8 limit | % fp32 limit |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, spent in seconds.items():
         got = np.concatenate(vectors[name])

@@ -59,7 +59,9 @@ try:
 except ImportError:  # not POSIX: builds are still atomic, only not serialised between processes
     fcntl = None
 
+from kb.dense import default_threads
 from kb.errors import ModelUnavailable
+from kb.store import file_sha256, write_atomic
 
 FORMAT = 1  # bump when the built encoder file changes for the same source model
 QK = 32  # Q4_0 block length
@@ -158,14 +160,6 @@ def dequantize(blocks: np.ndarray) -> np.ndarray:
     q = np.concatenate([qs & 0x0F, qs >> 4], axis=-1).astype(np.int8) - 8
     d = blocks["d"].astype(np.float32)[..., None]
     return (q.astype(np.float32) * d).reshape(*blocks.shape[:-1], -1)
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # ------------------------------------------------------------------ tokenizer
@@ -268,7 +262,6 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
 
     One window per run, no padding: int8 activations are quantised per tensor, so batching windows
     would make a text's vector depend on its neighbours; unbatched it is as fast (see module doc)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     if variant not in VARIANTS:
@@ -402,8 +395,8 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
             meta = {"format": FORMAT, "variant": variant, "source": _source_key(source),
                     "source_sha256": file_sha256(source), "sha256": hashlib.sha256(payload).hexdigest(),
                     "bytes": len(payload)}
-            _write_atomic(target, payload)
-            _write_atomic(meta_path, json.dumps(meta, indent=1).encode())
+            write_atomic(target, payload)
+            write_atomic(meta_path, json.dumps(meta, indent=1).encode())
         finally:
             if fcntl:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -422,32 +415,7 @@ def _valid(target: Path, meta_path: Path, source: Path) -> bool:
         return False
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a model cache is not secret
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 # ------------------------------------------------------------------ the embedder
-
-
-def default_threads() -> int:
-    """$KB_THREADS, else every core: batch embedding keeps them all busy."""
-    configured = os.environ.get("KB_THREADS")
-    if configured:
-        return max(1, int(configured))
-    return max(1, os.cpu_count() or 1)
 
 
 class E5FastEmbedder:

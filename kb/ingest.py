@@ -86,15 +86,6 @@ def _add_file(path: str, doc_id: str, root: str, found: dict, skipped: list) -> 
         found[real] = SourceFile(path=path, doc_id=doc_id, root=root)
 
 
-def sha256_file(path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 # ---------------------------------------------------------------- text helpers
 
 # NFKC maps only Kangxi radicals; PDF fonts also use these CJK Radicals Supplement forms for whole characters

@@ -15,7 +15,7 @@ from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
 from kb.errors import IndexCorrupt, IndexMismatch, UnreadableFile
-from kb.ingest import discover, read_document, sha256_file
+from kb.ingest import discover, read_document
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
 from kb.search import Searcher, SearchSettings
@@ -298,7 +298,7 @@ def _read_source(job) -> Document | Skipped | None:
     """Parse one file; None when its content hash says it is unchanged."""
     source, old_sha, old_path = job
     try:
-        sha = sha256_file(source.path)
+        sha = store.file_sha256(source.path)
         if sha == old_sha and source.path == old_path:
             return None
         return read_document(source, sha256=sha)

@@ -187,13 +187,13 @@ class BM25Index:
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage (float64); a repeated token counts again, unknown ones add 0."""
         scores = np.zeros(self.n_passages, dtype=np.float64)
-        for term, count in Counter(query_tokens).items():
+        for term, repeats in Counter(query_tokens).items():
             term_id = self._term_ids.get(term)
             if term_id is None:
                 continue
             start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
             # A term's postings name each passage once, so fancy-index += cannot lose updates.
-            scores[self._doc[start:end]] += self._weights[start:end] * count
+            scores[self._doc[start:end]] += self._weights[start:end] * repeats
         return scores
 
     def top(self, query_tokens: Sequence[str], k: int,

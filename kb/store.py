@@ -90,7 +90,7 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
         path = build / name
         if not path.is_file():
             raise IndexCorrupt(f"{path}: missing; {REBUILD_HINT}")
-        if verify and _sha256(path) != meta.get("sha256"):
+        if verify and file_sha256(path) != meta.get("sha256"):
             raise IndexCorrupt(f"{path}: checksum does not match the manifest (damaged); {REBUILD_HINT}")
     try:
         documents, chunks = _read_passages(build / "passages.sqlite")
@@ -125,7 +125,7 @@ def save(index_dir: Path, data: IndexData) -> Path:
         if data.ann is not None:
             _write_npy(tmp / "ann.npy", data.ann)
         manifest = dict(data.manifest)
-        manifest["files"] = {path.name: {"sha256": _sha256(path), "bytes": path.stat().st_size}
+        manifest["files"] = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
                              for path in sorted(tmp.iterdir())}
         _write_bytes(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         _fsync_dir(tmp)
@@ -140,7 +140,7 @@ def save(index_dir: Path, data: IndexData) -> Path:
         raise
     previous = current_build(index_dir)
     try:
-        _write_atomic(index_dir / "CURRENT", (name + "\n").encode())
+        write_atomic(index_dir / "CURRENT", (name + "\n").encode())
     except OSError as exc:
         shutil.rmtree(final, ignore_errors=True)
         raise IndexWriteError(f"cannot switch {index_dir} to the new build ({exc}); the previous index is unchanged") \
@@ -266,7 +266,7 @@ def _write_bytes(path: Path, payload: bytes) -> None:
         os.fsync(handle.fileno())
 
 
-def _write_atomic(path: Path, payload: bytes) -> None:
+def write_atomic(path: Path, payload: bytes) -> None:
     """Replace `path` whole: a temp file in the same directory, fsynced, then os.replace."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -296,7 +296,8 @@ def _fsync_dir(path: Path) -> None:
     _fsync_file(path)
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

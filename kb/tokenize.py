@@ -24,7 +24,7 @@ _CJK_RUN = re.compile(f"[{_CJK}]+")
 # Letters and digits of every other script: ASCII words, numbers, and e.g. Greek or Latin with
 # accents. Underscore is a \w character but separates words in practice.
 _WORD_RUN = re.compile(f"[^\\W_{_CJK}]+")
-_HAS_WORD_CHAR = re.compile(f"[^\\W_]")
+_HAS_WORD_CHAR = re.compile(r"[^\W_]")
 # Interrogatives of layperson questions ("老板拖欠工资怎么办？", "有哪些补贴"). Documents rarely use
 # them, so their characters and pairs get a high idf and pull in passages that share only the
 # question form. Longest first (怎么办 before 怎么); the particles 吗 and 呢 only at a clause end,

