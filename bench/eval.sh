@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Rebuild the eval indexes from scratch (embedding cache kept) and print the docs/eval.md tables.
+# Usage: bench/eval.sh [policies] [laws]     (default: both; laws takes ~30 min to embed on 2 cores)
+# Indexes go to bench/out/idx-<set>; data comes from $KB_SHARED (default ../shared).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+shared="${KB_SHARED:-../shared}"
+kb=".venv/bin/kb"
+sets=("$@")
+[ ${#sets[@]} -gt 0 ] || sets=(policies laws)
+for set in "${sets[@]}"; do
+    index="bench/out/idx-$set"
+    extra=()
+    [ "$set" = policies ] && extra=(corpus)  # the demo report rides along, as in the README
+    echo "== $set: build"
+    "$kb" ingest --rebuild "$shared/corpus/$set" "${extra[@]}" --index "$index" --quiet
+    du -sh "$index/builds/$(cat "$index/CURRENT")" "$index/embeddings.sqlite"
+    echo "== $set: eval"
+    "$kb" eval --index "$index" --all-modes \
+        --queries "$shared/eval/$set/queries.jsonl" --qrels "$shared/eval/$set/qrels.tsv" \
+        --evidence "$shared/eval/$set/evidence.jsonl" 2>/dev/null
+done
