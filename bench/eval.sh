@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Rebuild the eval indexes from scratch (embedding cache kept) and print the docs/eval.md tables.
-# Usage: bench/eval.sh [policies] [laws]     (default: both; laws takes ~30 min to embed on 2 cores)
-# Indexes go to bench/out/idx-<set>; data comes from $KB_SHARED (default ../shared).
+# Usage: [KB_MODEL=e5static] bench/eval.sh [policies] [laws]
+#        (default: both sets with the default model; laws takes ~30 min to embed on 2 cores)
+# Indexes go to bench/out/idx-<set>[-<model>]; data comes from $KB_SHARED (default ../shared).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 shared="${KB_SHARED:-../shared}"
@@ -9,9 +10,10 @@ kb=".venv/bin/kb"
 sets=("$@")
 [ ${#sets[@]} -gt 0 ] || sets=(policies laws)
 for set in "${sets[@]}"; do
-    index="bench/out/idx-$set"
+    index="bench/out/idx-$set${KB_MODEL:+-$KB_MODEL}"
     extra=()
-    [ "$set" = policies ] && extra=(corpus)  # the demo report rides along, as in the README
+    [ -n "${KB_MODEL:-}" ] && extra+=(--model "$KB_MODEL")
+    [ "$set" = policies ] && extra+=(corpus)  # the demo report rides along, as in the README
     echo "== $set: build"
     "$kb" ingest --rebuild "$shared/corpus/$set" "${extra[@]}" --index "$index" --quiet
     du -sh "$index/builds/$(cat "$index/CURRENT")" "$index/embeddings.sqlite"

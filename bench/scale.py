@@ -1,6 +1,10 @@
 """How cost grows with index size: build time per stage, size on disk, memory, query latency per mode.
 
 Usage: python bench/scale.py --passages 10000 100000 [1000000] [--queries 200] [--workers 2]
+       python bench/scale.py --index DIR [--queries 200]
+
+With --index it builds nothing and measures an existing index (its own model, its real vectors):
+load, memory and the latencies below, e.g. on the full laws index.
 
 For each size N it writes a corpus of real law texts (../shared/corpus/laws, repeated under
 copy-K/ folders until N passages exist, the last copy cut short) into a temporary folder, runs
@@ -105,18 +109,21 @@ def build(shared: Path, work: Path, passages: int, workers: int, ann_threshold: 
             "disk_mb": size / 1e6, "vector_index": kb.info()["vector_index"], "build": str(current_build(work / "index"))}
 
 
-def measure(work: Path, queries: list[str]) -> dict:
-    """Runs in a fresh process: load, then latency per mode; RSS in MB."""
+def measure(index: Path, queries: list[str]) -> dict:
+    """Runs in a fresh process: load, then latency per mode; RSS in MB. An index that `build` made
+    (a pool.npy beside it) gets its reused-vector embedder, any other its own model."""
     from kb.knowledgebase import KnowledgeBase
 
-    pool = np.load(work / "pool.npy", allow_pickle=False)
+    pool_path = index.parent / "pool.npy"
+    embedder = ReusedVectorEmbedder(np.load(pool_path, allow_pickle=False)) if pool_path.exists() else None
     started = time.perf_counter()
-    kb = KnowledgeBase.load(work / "index", ReusedVectorEmbedder(pool))
+    kb = KnowledgeBase.load(index, embedder)
     load_seconds = time.perf_counter() - started
     rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     for query in queries:  # query vectors are cached per process: warm them so modes compare fairly
         kb.embedder.embed_queries([query])
-    result = {"load_s": load_seconds, "rss_load_mb": rss_load, "modes": {}}
+    result = {"load_s": load_seconds, "rss_load_mb": rss_load, "modes": {}, "passages": kb.info()["passages"],
+              "model": kb.embedder.model_id}
     embed_times = []
     for query in queries[:50]:
         started = time.perf_counter()
@@ -163,6 +170,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ann-threshold", type=int, default=ANN_THRESHOLD,
                         help="passages above which the vector index is HNSW (default: kb's)")
+    parser.add_argument("--index", help="measure this existing index instead of building corpora")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the fresh measuring process
     args = parser.parse_args()
     shared = Path(os.environ.get("KB_SHARED", ROOT.parent / "shared"))
@@ -172,13 +180,17 @@ def main() -> None:
         print(json.dumps(measure(Path(args.measure), queries)))
         return
     rows = []
-    for size in args.passages:
+    if args.index:
+        sizes = []
+        rows.append({"stages": None, **_measure_fresh(Path(args.index), args.queries)})
+        print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
+    else:
+        sizes = args.passages
+    for size in sizes:
         with tempfile.TemporaryDirectory(prefix=f"kb-scale-{size}-") as folder:
             work = Path(folder)
             built = build(shared, work, size, args.workers, args.ann_threshold)
-            measured = subprocess.run([sys.executable, __file__, "--measure", str(work), "--queries",
-                                       str(args.queries)], capture_output=True, text=True, check=True)
-            row = {**built, **json.loads(measured.stdout.strip().splitlines()[-1])}
+            row = {**built, **_measure_fresh(work / "index", args.queries)}
             rows.append(row)
             print(json.dumps(row, ensure_ascii=False), flush=True)
     print()
@@ -187,14 +199,22 @@ def main() -> None:
     print("|" + "---|" * 16)
     for row in rows:
         s, m = row["stages"], row["modes"]
-        print(f"| {row['passages']:,} | {s['parse']:.1f} | {s['chunk']:.1f} | {s['tokenize']:.1f} | {s['embed']:.1f} |"
-              f" {s['index']:.1f} | {s['save']:.1f} | {row['disk_mb']:.0f} | {row['load_s']:.1f} |"
+        stages = (f" {s['parse']:.1f} | {s['chunk']:.1f} | {s['tokenize']:.1f} | {s['embed']:.1f} | {s['index']:.1f} |"
+                  f" {s['save']:.1f} | {row['disk_mb']:.0f} |") if s else " — | — | — | — | — | — | — |"
+        print(f"| {row['passages']:,} |{stages} {row['load_s']:.1f} |"
               f" {row['rss_load_mb']:.0f} | {row['rss_peak_mb']:.0f} |"
               + "".join(f" {m[mode]['p50_ms']:.1f} / {m[mode]['p95_ms']:.1f} |" for mode in ("bm25", "vector", "hybrid"))
               + f" {row['concurrent_4_threads']['p50_ms']:.1f} / {row['concurrent_4_threads']['p95_ms']:.1f} |"
               f" {row.get('hnsw_recall_at_10', float('nan')):.3f} |")
     print("* embed: reused pool vectors (see docstring), not the model's cost; query embedding p50 "
           + ", ".join(f"{row['query_embedding_ms_p50']:.0f} ms" for row in rows))
+
+
+def _measure_fresh(index: Path, queries: int) -> dict:
+    """measure() in a new process, so that load time and memory are its own."""
+    measured = subprocess.run([sys.executable, __file__, "--measure", str(index), "--queries", str(queries)],
+                              capture_output=True, text=True, check=True)
+    return json.loads(measured.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":

@@ -24,6 +24,9 @@ class BM25Index:
     k1: float = 1.5
     b: float = 0.75
     epsilon: float = 0.25
+    # top() tries to skip a term's postings only when they are this long (and 1/64 of the passages):
+    # below that, reading them is cheaper than checking whether they can be skipped.
+    prune_postings: int = 4096
 
     def __init__(self, term_ptr: np.ndarray, postings_doc: np.ndarray, postings_tf: np.ndarray,
                  doc_len: np.ndarray, vocabulary: list[str], k1: float = 1.5, b: float = 0.75,
@@ -39,6 +42,7 @@ class BM25Index:
         self._term_ids = _term_ids if _term_ids is not None else {t: i for i, t in enumerate(vocabulary)}
         self._idf = self._compute_idf()
         self._weights = self._compute_weights() if weights is None else weights
+        self._bounds: dict[int, float] = {}  # term id -> largest weight, filled as queries need it
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -184,31 +188,79 @@ class BM25Index:
         """The scoring parameters, for the index manifest."""
         return {"k1": self.k1, "b": self.b, "epsilon": self.epsilon}
 
+    def _query_terms(self, query_tokens: Sequence[str]) -> list[tuple[int, int]]:
+        """(term id, repeats) of the known query terms, rarest first: the order scores are summed in."""
+        terms = [(self._term_ids[term], repeats) for term, repeats in Counter(query_tokens).items()
+                 if term in self._term_ids]
+        return sorted(terms, key=lambda item: (self._term_ptr[item[0] + 1] - self._term_ptr[item[0]], item[0]))
+
+    def _add_term(self, scores: np.ndarray, term_id: int, repeats: int) -> None:
+        start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
+        # A term's postings name each passage once, so fancy-index += cannot lose updates.
+        scores[self._doc[start:end]] += self._weights[start:end] * repeats
+
+    def _upper_bound(self, term_id: int) -> float:
+        """The largest score one occurrence of the term adds to any passage (cached per term)."""
+        bound = self._bounds.get(term_id)
+        if bound is None:
+            start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
+            bound = self._bounds[term_id] = float(self._weights[start:end].max())
+        return bound
+
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage (float64); a repeated token counts again, unknown ones add 0."""
         scores = np.zeros(self.n_passages, dtype=np.float64)
-        for term, repeats in Counter(query_tokens).items():
-            term_id = self._term_ids.get(term)
-            if term_id is None:
-                continue
-            start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
-            # A term's postings name each passage once, so fancy-index += cannot lose updates.
-            scores[self._doc[start:end]] += self._weights[start:end] * repeats
+        for term_id, repeats in self._query_terms(query_tokens):
+            self._add_term(scores, term_id, repeats)
         return scores
+
+    def _top_candidates(self, query_tokens: Sequence[str], k: int,
+                        mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and the passages that can still be in the top k, skipping work that cannot change it.
+
+        Terms are added rarest first. Before a term with long postings (a frequent character), if the
+        k-th best score so far exceeds the most that all remaining terms together can add to a passage
+        (the sum of their largest weights: MaxScore), no passage untouched so far can reach the top k.
+        The remaining terms are then added only to the passages that still can, found in each term's
+        sorted postings by binary search instead of reading them whole. Scores of those passages are
+        summed in the same order as in scores(), so the top k is exactly scores()'s top k.
+        """
+        scores = np.zeros(self.n_passages, dtype=np.float64)
+        terms = self._query_terms(query_tokens)
+        long_postings = max(self.prune_postings, self.n_passages // 64)
+        for i, (term_id, repeats) in enumerate(terms):
+            if i and k and self._term_ptr[term_id + 1] - self._term_ptr[term_id] >= long_postings:
+                candidates = np.flatnonzero(scores > 0 if mask is None else (scores > 0) & mask)
+                # Bounds of long terms only: finding one reads its postings once, then it is cached.
+                rest = sum(self._upper_bound(later_id) * later_repeats for later_id, later_repeats in terms[i:])
+                if len(candidates) >= k:
+                    threshold = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
+                    if threshold > rest:
+                        candidates = candidates[scores[candidates] + rest >= threshold]
+                        for later_id, later_repeats in terms[i:]:
+                            start, end = self._term_ptr[later_id], self._term_ptr[later_id + 1]
+                            postings = self._doc[start:end]
+                            at = np.searchsorted(postings, candidates)
+                            found = at < len(postings)
+                            found[found] = postings[at[found]] == candidates[found]
+                            scores[candidates[found]] += self._weights[start + at[found]] * later_repeats
+                        return scores, candidates
+            self._add_term(scores, term_id, repeats)
+        keep = scores > 0
+        if mask is not None:
+            keep &= mask
+        return scores, np.flatnonzero(keep)
 
     def top(self, query_tokens: Sequence[str], k: int,
             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the k best passages scoring > 0, best first, ties to lower index."""
         if k < 0:
             raise ValueError("k must be >= 0")
-        scores = self.scores(query_tokens)
-        keep = scores > 0
         if mask is not None:
             mask = np.asarray(mask)
-            if mask.dtype != np.bool_ or mask.shape != scores.shape:
+            if mask.dtype != np.bool_ or mask.shape != (self.n_passages,):
                 raise ValueError(f"mask must be a bool array of shape ({self.n_passages},)")
-            keep &= mask
-        candidates = np.flatnonzero(keep)
+        scores, candidates = self._top_candidates(query_tokens, k, mask)
         if k == 0:
             candidates = candidates[:0]
         elif len(candidates) > k:

@@ -83,6 +83,29 @@ def test_unknown_tokens_add_nothing(index, reference, queries):
     np.testing.assert_array_equal(index.scores(["zzz-unknown"]), np.zeros(N_WINDOWS))
 
 
+def test_pruned_top_equals_full_ranking(passages, reference, queries, monkeypatch):
+    """MaxScore pruning (skipping frequent terms' postings that cannot change the top k) returns
+    exactly rank_bm25's top k; with the threshold lowered it prunes on most of these real queries."""
+    index = BM25Index.build(passages)
+    index.prune_postings = 1
+    full_terms = []
+    add_term = index._add_term
+    monkeypatch.setattr(index, "_add_term", lambda *args: (full_terms.append(args[1]), add_term(*args)))
+    pruned = 0
+    for query in queries:
+        for k in (1, 3, 10, 30, 100):
+            full_terms.clear()
+            theirs = reference.get_scores(query)
+            best, scores = index.top(query, k=k)
+            assert list(best) == expected_top(theirs, k)
+            np.testing.assert_allclose(scores, theirs[best], rtol=1e-5)
+            pruned += len(full_terms) < len(set(query) & set(index._term_ids))
+        allowed = np.arange(N_WINDOWS) % 3 == 0
+        best, _ = index.top(query, k=5, mask=allowed)
+        assert list(best) == expected_top(reference.get_scores(query), 5, allowed)
+    assert pruned >= len(queries)  # most queries skip at least one term's postings
+
+
 def test_mask_restricts_top(index, reference, queries):
     allowed = np.zeros(N_WINDOWS, dtype=bool)
     allowed[::3] = True
