@@ -1,6 +1,6 @@
 """BM25 query speed and agreement: kb's BM25Index against rank_bm25.BM25Okapi, side by side in one run.
 
-Usage: python bench/bm25.py [--set laws|policies] [--queries 30] [--passages N] [--repeat R]
+Usage: python bench/bm25.py [--set laws|policies] [--queries 30] [--passages N] [--repeat R] [--k 10]
 
 Chunks the whole corpus of the set with kb's chunker and tokenizer (laws: ~71,000 passages),
 builds both indexes over the same token lists, runs the set's first queries through both, and
@@ -53,6 +53,7 @@ def main() -> None:
     parser.add_argument("--set", choices=("laws", "policies"), default="laws")
     parser.add_argument("--queries", type=int, default=30)
     parser.add_argument("--passages", type=int, default=None, help="only the first N passages")
+    parser.add_argument("--k", type=int, default=10, help="passages per query (hybrid search asks BM25 for 100)")
     parser.add_argument("--repeat", type=int, default=1, help="index the passages R times (no rank_bm25)")
     args = parser.parse_args()
     shared = Path(os.environ.get("KB_SHARED", ROOT.parent / "shared"))
@@ -82,18 +83,18 @@ def main() -> None:
     identical, same_as_unpruned = 0, 0
     for query in queries:
         tokens = tokenize(query)
-        ours.top(tokens, 10)  # untimed: both runs then find the postings in the CPU caches alike
+        ours.top(tokens, args.k)  # untimed: both runs then find the postings in the CPU caches alike
         started = time.perf_counter()
-        top_ids, _ = ours.top(tokens, 10)
+        top_ids, _ = ours.top(tokens, args.k)
         times["kb BM25Index"].append(time.perf_counter() - started)
         started = time.perf_counter()
-        full_ids, _ = unpruned.top(tokens, 10)
+        full_ids, _ = unpruned.top(tokens, args.k)
         times["kb, pruning off"].append(time.perf_counter() - started)
         same_as_unpruned += list(top_ids) == list(full_ids)
         if theirs is not None:
             started = time.perf_counter()
             scores = theirs.get_scores(tokens)
-            reference = np.argsort(-scores, kind="stable")[:10]
+            reference = np.argsort(-scores, kind="stable")[:args.k]
             times["rank_bm25 BM25Okapi"].append(time.perf_counter() - started)
             identical += list(top_ids) == [i for i in reference if scores[i] > 0]
 
@@ -106,11 +107,11 @@ def main() -> None:
                   f"{1000 * percentile(spent, 95):13.2f}")
     base = statistics.median(times["kb BM25Index"])
     print(f"pruning speed-up (median query): {statistics.median(times['kb, pruning off']) / base:.1f}x; "
-          f"identical top-10 with and without pruning: {same_as_unpruned}/{len(queries)} queries")
+          f"identical top-{args.k} with and without pruning: {same_as_unpruned}/{len(queries)} queries")
     if theirs is not None:
         print(f"speed-up over rank_bm25 (median query, incl. top-10 selection): "
               f"{statistics.median(times['rank_bm25 BM25Okapi']) / base:.0f}x")
-        print(f"identical top-10 with rank_bm25: {identical}/{len(queries)} queries")
+        print(f"identical top-{args.k} with rank_bm25: {identical}/{len(queries)} queries")
 
 
 if __name__ == "__main__":

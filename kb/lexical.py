@@ -26,7 +26,7 @@ class BM25Index:
     epsilon: float = 0.25
     # top() tries to skip a term's postings only when they are this long (and 1/64 of the passages):
     # below that, reading them is cheaper than checking whether they can be skipped.
-    prune_postings: int = 4096
+    prune_postings: int = 16384  # of 4k, 16k and 32k, the fastest on the laws index at k 10 and 100
 
     def __init__(self, term_ptr: np.ndarray, postings_doc: np.ndarray, postings_tf: np.ndarray,
                  doc_len: np.ndarray, vocabulary: list[str], k1: float = 1.5, b: float = 0.75,
@@ -231,21 +231,43 @@ class BM25Index:
         for i, (term_id, repeats) in enumerate(terms):
             if i and k and self._term_ptr[term_id + 1] - self._term_ptr[term_id] >= long_postings:
                 candidates = np.flatnonzero(scores > 0 if mask is None else (scores > 0) & mask)
-                # Bounds of long terms only: finding one reads its postings once, then it is cached.
-                rest = sum(self._upper_bound(later_id) * later_repeats for later_id, later_repeats in terms[i:])
-                if len(candidates) >= k:
-                    threshold = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
-                    if threshold > rest:
-                        candidates = candidates[scores[candidates] + rest >= threshold]
-                        for later_id, later_repeats in terms[i:]:
-                            start, end = self._term_ptr[later_id], self._term_ptr[later_id + 1]
-                            postings = self._doc[start:end]
-                            at = np.searchsorted(postings, candidates)
-                            found = at < len(postings)
-                            found[found] = postings[at[found]] == candidates[found]
-                            scores[candidates[found]] += self._weights[start + at[found]] * later_repeats
-                        return scores, candidates
+                if len(candidates) >= k and self._kth_best(scores, candidates, k) > self._rest_bound(terms[i:]):
+                    return scores, self._add_to_candidates(scores, candidates, terms[i:], k)
             self._add_term(scores, term_id, repeats)
+        keep = scores > 0
+        if mask is not None:
+            keep &= mask
+        return scores, np.flatnonzero(keep)
+
+    def _rest_bound(self, terms: list[tuple[int, int]]) -> float:
+        """The most `terms` together can add to one passage's score."""
+        # Only long terms get here: finding a bound reads its postings once, then it is cached.
+        return sum(self._upper_bound(term_id) * repeats for term_id, repeats in terms)
+
+    @staticmethod
+    def _kth_best(scores: np.ndarray, candidates: np.ndarray, k: int) -> float:
+        return float(np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k])
+
+    def _add_to_candidates(self, scores: np.ndarray, candidates: np.ndarray, terms: list[tuple[int, int]],
+                           k: int) -> np.ndarray:
+        """Add `terms` to the candidates' scores, dropping each candidate as soon as it cannot reach
+        the top k; returns the candidates left. A term whose postings are long next to the candidates
+        is looked up by binary search, otherwise added whole (extra passages' scores do not matter)."""
+        for i, (term_id, repeats) in enumerate(terms):
+            rest = self._rest_bound(terms[i:])
+            if len(candidates) > k:
+                candidates = candidates[scores[candidates] + rest >= self._kth_best(scores, candidates, k)]
+            start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
+            if len(candidates) * 16 >= end - start:
+                self._add_term(scores, term_id, repeats)
+                continue
+            postings = self._doc[start:end]
+            at = np.searchsorted(postings, candidates)
+            found = at < len(postings)
+            found[found] = postings[at[found]] == candidates[found]
+            scores[candidates[found]] += self._weights[start + at[found]] * repeats
+        return candidates
+
         keep = scores > 0
         if mask is not None:
             keep &= mask
