@@ -227,7 +227,11 @@ class VectorIndex:
             # Filtered searches are exact too, so a narrow filter never comes back short as a
             # graph search over everything would.
             allowed = np.flatnonzero(mask) if mask is not None else np.arange(len(self.vectors))
-            scores = (self.vectors[allowed] if mask is not None else self.vectors) @ query[0]
+            # einsum, not @: BLAS (OpenBLAS) spreads one product over its own threads, which under
+            # concurrent searches wait on each other (100 searches from 4 threads over 100k vectors:
+            # p95 244 ms with @, 41 ms with einsum at the same single-query speed).
+            scores = np.einsum("ij,j->i", self.vectors[allowed] if mask is not None else self.vectors, query[0],
+                               optimize=False)
             best = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
             order = best[np.argsort(-scores[best], kind="stable")]
             return allowed[order], scores[order]
