@@ -25,9 +25,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.chunk import chunk_document  # noqa: E402
+from kb.chunk import chunk_document, indexed_text  # noqa: E402
 from kb.ingest import discover, read_document  # noqa: E402
-from kb.knowledgebase import indexed_text  # noqa: E402
 from kb.lexical import BM25Index, count_terms  # noqa: E402
 from kb.tokenize import tokenize  # noqa: E402
 

@@ -284,3 +284,14 @@ def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> 
         chunks.append(Chunk(doc_id=doc.id, ordinal=ordinal, start=start, end=end, text=doc.text[start:end],
                             page=doc.page_at(start), section=_section(group), article=_article(group)))
     return chunks
+
+
+def indexed_text(chunk: Chunk, title: str) -> str:
+    """What BM25 and the embedder see for a passage: its document title and section, then its text.
+
+    The title and headings answer "which law / which city is this" for passages that never say it.
+    """
+    context = [title] if title and not chunk.text.startswith(title) else []
+    if chunk.section and chunk.section not in chunk.text[:len(chunk.section) + 8]:
+        context.append(chunk.section)
+    return "\n".join([*context, chunk.text])

@@ -12,7 +12,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from kb import __version__, store
-from kb.chunk import ChunkSettings, chunk_document
+from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
 from kb.errors import IndexCorrupt, IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document
@@ -23,17 +23,6 @@ from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 16
-
-
-def indexed_text(chunk: Chunk, title: str) -> str:
-    """What BM25 and the embedder see for a passage: its document title and section, then its text.
-
-    The title and headings answer "which law / which city is this" for passages that never say it.
-    """
-    context = [title] if title and not chunk.text.startswith(title) else []
-    if chunk.section and chunk.section not in chunk.text[:len(chunk.section) + 8]:
-        context.append(chunk.section)
-    return "\n".join([*context, chunk.text])
 
 
 class KnowledgeBase:

@@ -10,7 +10,8 @@ import numpy as np
 
 from kb.dense import Embedder, VectorIndex
 from kb.errors import BadQuery
-from kb.fusion import RRF_K, reciprocal_rank_fusion
+from kb.chunk import indexed_text
+from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
 from kb.records import Chunk, Document, Hit
 from kb.tokenize import normalize, tokenize
@@ -23,11 +24,16 @@ QUERY_CACHE_SIZE = 4096  # query vectors kept (1.5 KB each): an eval set or a da
 
 @dataclass(frozen=True)
 class SearchSettings:
-    """How hybrid mode fuses: list depth per mode, RRF constant, weight per mode."""
+    """How hybrid mode fuses: list depth per mode, RRF constant, weight per mode.
+
+    With `adaptive`, the vector weight is multiplied by fusion.vector_trust(coverage): the share of
+    the query's character bigrams found in the best BM25 passage.
+    """
 
     depth: int = 100
     rrf_k: int = RRF_K
     weights: dict = field(default_factory=lambda: {"bm25": 1.0, "vector": 1.0})
+    adaptive: bool = True
 
 
 class Searcher:
@@ -62,13 +68,18 @@ class Searcher:
         mask = self._prefix_mask(prefix)
         depth = max(k, settings.depth) if mode == "hybrid" else k
         results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        query_tokens = tokenize(query, self.tokenizer)
         if mode in ("bm25", "hybrid"):
-            results["bm25"] = self.bm25.top(tokenize(query, self.tokenizer), depth, mask)
+            results["bm25"] = self.bm25.top(query_tokens, depth, mask)
         if mode in ("vector", "hybrid"):
             results["vector"] = self.vectors.top(self._embed_query(query), depth, mask)
         rankings = {name: ids.tolist() for name, (ids, _) in results.items()}
         if mode == "hybrid":
-            fused = reciprocal_rank_fusion(rankings, settings.weights, settings.rrf_k)[:k]
+            weights = dict(settings.weights)
+            if settings.adaptive:
+                coverage = self._coverage(query_tokens, rankings["bm25"][0]) if rankings["bm25"] else 0.0
+                weights["vector"] = weights.get("vector", 1.0) * vector_trust(coverage)
+            fused = reciprocal_rank_fusion(rankings, weights, settings.rrf_k)[:k]
         else:
             ids, scores = results[mode]
             fused = list(zip(ids.tolist(), scores.tolist()))
@@ -84,6 +95,15 @@ class Searcher:
                    text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page, section=chunk.section,
                    article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text) if query else (),
                    ranks=ranks)
+
+    def _coverage(self, query_tokens: list[str], row: int) -> float:
+        """Share of the query's bigrams that occur in passage `row` as BM25 indexed it."""
+        bigrams = {token for token in query_tokens if len(token) == 2}
+        if not bigrams:
+            return 0.0
+        chunk = self.chunks[row]
+        passage = set(tokenize(indexed_text(chunk, self.documents[chunk.doc_id].title), self.tokenizer))
+        return len(bigrams & passage) / len(bigrams)
 
     def _prefix_mask(self, prefix: str | None) -> np.ndarray | None:
         if not prefix:

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from kb.fusion import reciprocal_rank_fusion
+from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 
 
 def test_scores_follow_the_formula():
@@ -24,7 +24,7 @@ def test_weights_scale_each_list_and_zero_weight_ignores_it():
     fused = reciprocal_rank_fusion({"bm25": [1], "vector": [2]}, weights={"bm25": 0.0, "vector": 1.0})
     assert fused[0][0] == 2 and fused[1][1] == 0.0
     fused = dict(reciprocal_rank_fusion({"bm25": [1], "vector": [2]}, weights={"bm25": 2.0}))
-    assert fused[1] == pytest.approx(2 / 61)
+    assert fused[1] == pytest.approx(2 / (RRF_K + 1))
 
 
 def test_result_does_not_depend_on_the_order_of_the_lists():
@@ -52,3 +52,9 @@ def test_bad_parameters_are_rejected():
         reciprocal_rank_fusion({"bm25": [1]}, k=-1)
     with pytest.raises(ValueError):
         reciprocal_rank_fusion({"bm25": [1]}, weights={"bm25": -1})
+
+
+def test_vector_trust_falls_with_lexical_coverage():
+    values = [vector_trust(c / 20) for c in range(21)]
+    assert values[0] == 1.5 and values[-1] == 0.1
+    assert all(a >= b for a, b in zip(values, values[1:]))

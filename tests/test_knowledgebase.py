@@ -225,3 +225,23 @@ def test_large_index_uses_hnsw_and_stores_its_graph(tmp_path, corpus):
         [h.doc_id for h in small.search("产业工人", mode="vector")]
     filtered = loaded.search("复工复产", mode="vector", k=3, prefix="docs/policies")
     assert len(filtered) == 3 and all(h.doc_id.startswith("docs/policies/") for h in filtered)
+
+
+def test_hybrid_trusts_vectors_less_when_bm25_covers_the_query(tmp_path, corpus, monkeypatch):
+    """Adaptive fusion on real text: a query copied from a passage gets the smallest vector weight,
+    a paraphrase sharing few bigrams with any passage a large one; adaptive=False keeps 1 : 1."""
+    import kb.search as search_module
+
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus])
+    seen = []
+    fuse = search_module.reciprocal_rank_fusion
+    monkeypatch.setattr(search_module, "reciprocal_rank_fusion",
+                        lambda rankings, weights, k: seen.append(dict(weights)) or fuse(rankings, weights, k))
+    kb.search("用人单位拖欠劳动者工资的，由劳动保障监察机构责令限期支付")
+    kb.search("老板拖了三个月薪水不发怎么办")
+    kb.search("老板拖了三个月薪水不发怎么办", settings=search_module.SearchSettings(adaptive=False))
+    copied, paraphrase, fixed = (weights["vector"] for weights in seen)
+    assert copied == pytest.approx(0.1)
+    assert paraphrase > 1.0
+    assert fixed == 1.0
