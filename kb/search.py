@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -14,7 +15,7 @@ from kb.chunk import indexed_text
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
 from kb.records import Chunk, Document, Hit
-from kb.tokenize import normalize, tokenize
+from kb.tokenize import normalize, to_simplified, tokenize
 
 MODES = ("hybrid", "bm25", "vector")
 MAX_K = 1000
@@ -62,7 +63,7 @@ class Searcher:
             raise BadQuery(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise BadQuery(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
-        query = _clean_query(query)
+        query = to_simplified(_clean_query(query))
         if not re.search(r"\w", query):
             raise BadQuery("the query has no words: type some words or a question")
         mask = self._prefix_mask(prefix)
@@ -134,7 +135,9 @@ def _clean_query(query: str) -> str:
         raise BadQuery("the query must be text")
     # Control characters carry no meaning in a query and confuse the model's tokenizer.
     query = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", query)
-    return query.strip()[:MAX_QUERY_CHARS]
+    # Documents are NFKC-normalised at ingest; so is the query, for the model as for BM25: a
+    # Kangxi radical (⼯) or a full-width letter (Ａ) then means the ordinary character.
+    return unicodedata.normalize("NFKC", query).strip()[:MAX_QUERY_CHARS]
 
 
 _TERM_SPLIT = re.compile(r"[\W_]+")

@@ -40,6 +40,31 @@ def normalize(text: str) -> str:
     return unicodedata.normalize("NFKC", text).casefold()
 
 
+_t2s_lock = threading.Lock()
+_t2s_converter = None
+
+
+def to_simplified(query: str) -> str:
+    """A query in traditional characters (勞動合同) in simplified form (劳动合同); others unchanged.
+
+    The corpora are simplified, so a traditional query then finds what its simplified form finds,
+    by BM25 and by vectors alike. OpenCC's phrase rules also touch a few simplified phrases
+    (未破坏 → 未破坯), so the conversion is taken only when the query holds a character that is
+    traditional on its own.
+    """
+    global _t2s_converter
+    if _t2s_converter is None:
+        with _t2s_lock:
+            if _t2s_converter is None:
+                import opencc  # here, so that indexing never loads its dictionaries
+
+                _t2s_converter = opencc.OpenCC("t2s")
+    converted = _t2s_converter.convert(query)
+    if converted == query or not any(_t2s_converter.convert(ch) != ch for ch in set(query)):
+        return query
+    return converted
+
+
 def tokenizer_id(name: str = DEFAULT_TOKENIZER) -> str:
     """Name and version, e.g. "cjk-bigram@1", as recorded in an index manifest."""
     return f"{_check(name)}@{TOKENIZERS[name]}"

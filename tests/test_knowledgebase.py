@@ -245,3 +245,17 @@ def test_hybrid_trusts_vectors_less_when_bm25_covers_the_query(tmp_path, corpus,
     assert copied == pytest.approx(0.1)
     assert paraphrase > 1.0
     assert fixed == 1.0
+
+
+def test_traditional_or_variant_query_finds_what_its_ordinary_form_finds(tmp_path, corpus):
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus])
+    for traditional, simplified in (("用人單位拖欠勞動者工資", "用人单位拖欠劳动者工资"),
+                                    ("江門 產業工人 發展黨員", "江门 产业工人 发展党员"),
+                                    # Kangxi radicals ⽤ ⼈ ⽋ ⼯ and full-width letters
+                                    ("⽤⼈单位拖⽋劳动者⼯资", "用人单位拖欠劳动者工资"),
+                                    ("ＧＢ１８０３０ 欠薪", "GB18030 欠薪")):
+        for mode in ("bm25", "hybrid", "vector"):
+            got = [(h.doc_id, h.start, h.matched_terms) for h in kb.search(traditional, mode=mode, k=5)]
+            assert got == [(h.doc_id, h.start, h.matched_terms) for h in kb.search(simplified, mode=mode, k=5)]
+            assert got

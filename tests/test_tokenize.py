@@ -117,3 +117,13 @@ def test_paraphrased_wage_question_finds_the_wage_passage(name):
     # The 欠薪 passage shares only 欠 and 工资; lexical matching alone ranks the passage sharing
     # 老板 and 办(理) before it, the kind of paraphrase the vector side has to catch.
     assert list(best) == [1, 0, 2]
+
+
+def test_to_simplified_converts_traditional_queries_only():
+    from kb.tokenize import to_simplified
+
+    assert to_simplified("老闆拖了三個月工資不發怎麼辦") == "老板拖了三个月工资不发怎么办"
+    assert to_simplified("《勞動合同法》第三十條") == "《劳动合同法》第三十条"
+    # OpenCC's phrase table rewrites this simplified phrase (坏 → 坯); a simplified query is left alone.
+    assert to_simplified("未破坏土地的") == "未破坏土地的"
+    assert to_simplified("根治欠薪 ABC ｆｕｌｌ") == "根治欠薪 ABC ｆｕｌｌ"
