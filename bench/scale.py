@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import resource
 import shutil
 import statistics
 import subprocess
@@ -109,6 +108,21 @@ def build(shared: Path, work: Path, passages: int, workers: int, ann_threshold: 
             "disk_mb": size / 1e6, "vector_index": kb.info()["vector_index"], "build": str(current_build(work / "index"))}
 
 
+def memory_mb() -> dict[str, float]:
+    """This process's resident memory now and at its peak, in MB.
+
+    Not getrusage's ru_maxrss: Linux carries a parent's peak into a child through fork and exec, so
+    the measuring process would report the peak of the process that built the index. VmHWM in
+    /proc/self/status belongs to this process's own address space."""
+    fields = {}
+    with open("/proc/self/status") as status:
+        for line in status:
+            name, _, value = line.partition(":")
+            if name in ("VmRSS", "VmHWM"):
+                fields[name] = int(value.split()[0]) / 1024
+    return {"rss": fields["VmRSS"], "peak": fields["VmHWM"]}
+
+
 def measure(index: Path, queries: list[str]) -> dict:
     """Runs in a fresh process: load, then latency per mode; RSS in MB. An index that `build` made
     (a pool.npy beside it) gets its reused-vector embedder, any other its own model."""
@@ -119,7 +133,7 @@ def measure(index: Path, queries: list[str]) -> dict:
     started = time.perf_counter()
     kb = KnowledgeBase.load(index, embedder)
     load_seconds = time.perf_counter() - started
-    rss_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_load = memory_mb()["rss"]
     for query in queries:  # query vectors are cached per process: warm them so modes compare fairly
         kb.embedder.embed_queries([query])
     result = {"load_s": load_seconds, "rss_load_mb": rss_load, "modes": {}, "passages": kb.info()["passages"],
@@ -159,7 +173,7 @@ def measure(index: Path, queries: list[str]) -> dict:
             exact, _ = kb._vectors.top(vector, 10, exact=True)
             overlap.append(len(set(approximate) & set(exact)) / 10)
         result["hnsw_recall_at_10"] = float(np.mean(overlap))
-    result["rss_peak_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["rss_peak_mb"] = memory_mb()["peak"]
     return result
 
 
