@@ -31,7 +31,10 @@ class SearchSettings:
     the query's character bigrams found in the best BM25 passage.
     """
 
-    depth: int = 100
+    # Each list's depth for k <= depth. At k 10, depth 50 and 100 fuse to the same quality on both
+    # eval sets (policies nDCG@10 0.894 / 0.894, laws Success@10 0.634 / 0.632; 30 loses a little),
+    # and BM25's top 50 costs less than its top 100 at a million passages.
+    depth: int = 50
     rrf_k: int = RRF_K
     weights: dict = field(default_factory=lambda: {"bm25": 1.0, "vector": 1.0})
     adaptive: bool = True
