@@ -126,7 +126,7 @@ class FakeEmbedder:
             for gram in (chars[i:i + 2] for i in range(max(len(chars) - 1, 1))):
                 digest = hashlib.blake2b(gram.encode(), digest_size=8).digest()
                 out[row, int.from_bytes(digest[:4], "little") % self.dim] += 1.0
-        return _normalise(out)
+        return normalise_rows(out)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
@@ -246,9 +246,10 @@ class VectorIndex:
 
 def _as_matrix(vectors, dim: int) -> np.ndarray:
     matrix = np.asarray(vectors, dtype=np.float32).reshape(-1, dim)
-    return _normalise(matrix)
+    return normalise_rows(matrix)
 
 
-def _normalise(matrix: np.ndarray) -> np.ndarray:
+def normalise_rows(matrix: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length; all-zero rows stay zero."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.where(norms == 0, 1.0, norms)

