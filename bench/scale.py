@@ -1,6 +1,7 @@
 """How cost grows with index size: build time per stage, size on disk, memory, query latency per mode.
 
 Usage: python bench/scale.py --passages 10000 100000 [1000000] [--queries 200] [--workers 2]
+       python bench/scale.py --passages N --keep DIR    (then measure again with --index DIR/index)
        python bench/scale.py --index DIR [--queries 200]
 
 With --index it builds nothing and measures an existing index (its own model, its real vectors):
@@ -23,6 +24,7 @@ laws eval questions, embedded for real.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import os
@@ -185,6 +187,7 @@ def main() -> None:
     parser.add_argument("--ann-threshold", type=int, default=ANN_THRESHOLD,
                         help="passages above which the vector index is HNSW (default: kb's)")
     parser.add_argument("--index", help="measure this existing index instead of building corpora")
+    parser.add_argument("--keep", help="build in this folder (one size) and keep it, to measure again with --index")
     parser.add_argument("--measure", help=argparse.SUPPRESS)  # internal: the fresh measuring process
     args = parser.parse_args()
     shared = Path(os.environ.get("KB_SHARED", ROOT.parent / "shared"))
@@ -200,9 +203,13 @@ def main() -> None:
         print(json.dumps(rows[-1], ensure_ascii=False), flush=True)
     else:
         sizes = args.passages
+    if args.keep and len(sizes) != 1:
+        parser.error("--keep builds one size: give one --passages value")
     for size in sizes:
-        with tempfile.TemporaryDirectory(prefix=f"kb-scale-{size}-") as folder:
+        with (contextlib.nullcontext(args.keep) if args.keep
+              else tempfile.TemporaryDirectory(prefix=f"kb-scale-{size}-")) as folder:
             work = Path(folder)
+            work.mkdir(parents=True, exist_ok=True)
             built = build(shared, work, size, args.workers, args.ann_threshold)
             row = {**built, **_measure_fresh(work / "index", args.queries)}
             rows.append(row)

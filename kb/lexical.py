@@ -228,11 +228,22 @@ class BM25Index:
         scores = np.zeros(self.n_passages, dtype=np.float64)
         terms = self._query_terms(query_tokens)
         long_postings = max(self.prune_postings, self.n_passages // 64)
+        # A failed check (k-th best K below the rest bound R) says when the next can succeed: the
+        # terms added meanwhile raise any score, so the k-th best too, by at most the drop of the
+        # rest bound, so the k-th best can pass the rest bound r only once r < (K + R) / 2.
+        # Checking sooner costs a pass over all scores and cannot succeed.
+        hopeless_above = np.inf
         for i, (term_id, repeats) in enumerate(terms):
             if i and k and self._term_ptr[term_id + 1] - self._term_ptr[term_id] >= long_postings:
-                candidates = self._scored(scores, mask)
-                if len(candidates) >= k and self._kth_best(scores, candidates, k) > self._rest_bound(terms[i:]):
-                    return scores, self._add_to_candidates(scores, candidates, terms[i:], k)
+                rest = self._rest_bound(terms[i:])
+                if rest < hopeless_above:
+                    candidates = self._scored(scores, mask)
+                    candidate_scores = scores[candidates]
+                    kth = self._kth_best(candidate_scores, k) if len(candidates) >= k else 0.0
+                    if kth > rest:
+                        survivors = candidates[candidate_scores + rest >= kth]
+                        return scores, self._add_to_candidates(scores, survivors, terms[i:], k)
+                    hopeless_above = (kth + rest) / 2 * (1 + 1e-9)  # margin for rounding in the sums
             self._add_term(scores, term_id, repeats)
         return scores, self._scored(scores, mask)
 
@@ -247,8 +258,9 @@ class BM25Index:
         return sum(self._upper_bound(term_id) * repeats for term_id, repeats in terms)
 
     @staticmethod
-    def _kth_best(scores: np.ndarray, candidates: np.ndarray, k: int) -> float:
-        return float(np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k])
+    def _kth_best(scores: np.ndarray, k: int) -> float:
+        """The k-th largest of `scores` (at least k of them)."""
+        return float(np.partition(scores, len(scores) - k)[len(scores) - k])
 
     def _add_to_candidates(self, scores: np.ndarray, candidates: np.ndarray, terms: list[tuple[int, int]],
                            k: int) -> np.ndarray:
@@ -258,7 +270,8 @@ class BM25Index:
         for i, (term_id, repeats) in enumerate(terms):
             rest = self._rest_bound(terms[i:])
             if len(candidates) > k:
-                candidates = candidates[scores[candidates] + rest >= self._kth_best(scores, candidates, k)]
+                candidate_scores = scores[candidates]
+                candidates = candidates[candidate_scores + rest >= self._kth_best(candidate_scores, k)]
             start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
             if len(candidates) * 16 >= end - start:
                 self._add_term(scores, term_id, repeats)
@@ -285,7 +298,8 @@ class BM25Index:
         elif len(candidates) > k:
             # Everything scoring at least the k-th best score: more than k on ties, which the
             # sort below settles by index.
-            candidates = candidates[scores[candidates] >= self._kth_best(scores, candidates, k)]
+            candidate_scores = scores[candidates]
+            candidates = candidates[candidate_scores >= self._kth_best(candidate_scores, k)]
         # lexsort's last key is primary; candidates are ascending, so equal scores keep index order.
         order = np.lexsort((candidates, -scores[candidates]))[:k]
         best = candidates[order]
