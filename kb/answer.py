@@ -5,13 +5,15 @@ import html
 import re
 import unicodedata
 
+from kb.metadata import place_label
 from kb.records import Citation, Hit
 
 
 def cite(hit: Hit) -> Citation:
     """The citation of a hit: document, page or article, section and character span."""
     return Citation(title=hit.title, doc_id=hit.doc_id, path=hit.path, page=hit.page, article=hit.article,
-                    section=hit.section, start=hit.start, end=hit.end)
+                    section=hit.section, start=hit.start, end=hit.end, place=place_label(hit.meta.place),
+                    date=hit.meta.date, doc_number=hit.meta.doc_number)
 
 
 def hit_to_json(hit: Hit) -> dict:
@@ -20,7 +22,9 @@ def hit_to_json(hit: Hit) -> dict:
         "rank": hit.rank, "score": round(hit.score, 6), "doc": hit.doc_id, "title": hit.title, "path": hit.path,
         "page": hit.page, "article": hit.article or None, "section": hit.section or None, "start": hit.start,
         "end": hit.end, "text": hit.text, "matched_terms": list(hit.matched_terms), "citation": cite(hit).label(),
-        "ranks": hit.ranks,
+        "ranks": hit.ranks, "place": place_label(hit.meta.place) or None, "date": hit.meta.date or None,
+        "issuer": hit.meta.issuer or None, "doc_number": hit.meta.doc_number or None,
+        "doc_type": hit.meta.doc_type or None,
     }
 
 

@@ -18,6 +18,7 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
   kb ingest corpus ../shared/corpus/policies     index files and folders (txt, md, pdf, docx, html)
   kb search "江门 产业工人 发展党员"               numbered passages with citations
   kb search "老板拖了三个月工资不发怎么办" --json   the same as a JSON array
+  kb search "集体协商" --place 浙江 --since 2014   only Zhejiang documents dated 2014 or later
   kb info                                        what the index holds
   kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode
 
@@ -74,6 +75,11 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default="hybrid")
     search.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
     search.add_argument("--prefix", default=None, help="only documents under this path, e.g. policies/")
+    search.add_argument("--place", default="", help="only documents of this place: 浙江, 杭州市, 浙江省/宁波市, 全国")
+    search.add_argument("--since", default="", help="only documents dated on or after: 2020, 2020-02, 2020-02-21")
+    search.add_argument("--until", default="", help="only documents dated on or before (same forms)")
+    search.add_argument("--type", default="", dest="doc_type",
+                        help="only these document types, comma-separated: 地方性法规,通知 (see `kb info`)")
     search.add_argument("--json", action="store_true", help="print a JSON array of hits")
     search.add_argument("--model", default=None, help=model_help)
     search.set_defaults(run=_search)
@@ -133,7 +139,12 @@ def _search(args) -> int:
     from kb.answer import cite, hit_to_json
     from kb.knowledgebase import KnowledgeBase
 
-    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k, prefix=args.prefix)
+    from kb.search import Filters
+
+    filters = Filters(place=args.place, since=args.since, until=args.until,
+                      doc_types=tuple(t.strip() for t in args.doc_type.replace("，", ",").split(",") if t.strip()))
+    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k,
+                                                             prefix=args.prefix, filters=filters)
     if args.json:
         print(json.dumps([hit_to_json(hit) for hit in hits], ensure_ascii=False, indent=2))
         return 0
@@ -161,7 +172,13 @@ def _info(args) -> int:
     print(f"chunking:   {info['chunking']}")
     print(f"built:      {info['created']} in {info['build_seconds']} s (kb {info['kb_version']})")
     print(f"sources:    {', '.join(info['sources'])}")
+    print("places:     " + _counts(info["places"], "unknown"))
+    print("types:      " + _counts(info["doc_types"], "unknown"))
     return 0
+
+
+def _counts(counts: dict[str, int], empty: str) -> str:
+    return ", ".join(f"{name or empty} {number}" for name, number in counts.items()) or "-"
 
 
 def _eval(args) -> int:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing
+from collections import Counter
 import os
 import time
 from contextlib import contextmanager
@@ -17,8 +18,9 @@ from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, 
 from kb.errors import IndexCorrupt, IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document
 from kb.lexical import BM25Index, TermCounts, count_terms
+from kb.metadata import METADATA_VERSION, with_metadata
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
-from kb.search import Searcher, SearchSettings
+from kb.search import Filters, Searcher, SearchSettings
 from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
@@ -101,6 +103,7 @@ class KnowledgeBase:
             "chunking": self.chunking.as_dict(),
             "bm25": self._bm25.params(),
             "vector_index": {"kind": self._vectors.kind, "settings": self.vector_index.as_dict()},
+            "metadata_version": METADATA_VERSION,
             "counts": {"documents": len(self._documents), "passages": len(self._chunks),
                        "vocabulary": len(vocabulary)},
             "sources": self.sources,
@@ -150,6 +153,12 @@ class KnowledgeBase:
                    if doc_id not in seen and any(_is_under(doc.path, root) for root in roots)]
         for doc_id in removed:
             del documents[doc_id]
+        if self.manifest.get("metadata_version", METADATA_VERSION) != METADATA_VERSION:
+            # Extraction changed since these documents were indexed: their text is here, re-read it.
+            parsed = set(added) | set(changed)
+            with _timed(timings, "parse"):
+                documents = {doc_id: doc if doc_id in parsed else with_metadata(doc)
+                             for doc_id, doc in documents.items()}
         documents = dict(sorted(documents.items()))
 
         with _timed(timings, "chunk"):
@@ -205,9 +214,11 @@ class KnowledgeBase:
     # --- searching and reading ----------------------------------------------------------------
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
-               settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
-        """The k best passages for `query` in mode hybrid, bm25 or vector; `prefix` filters by document path."""
-        return self._searcher.search(query, mode, k, prefix, settings, terms)
+               settings: SearchSettings = SearchSettings(), terms: bool = True,
+               filters: Filters | None = None) -> list[Hit]:
+        """The k best passages for `query` in mode hybrid, bm25 or vector; `prefix` and `filters`
+        (place, dates, document type) restrict the documents."""
+        return self._searcher.search(query, mode, k, prefix, settings, terms, filters)
 
     def document(self, doc_id: str) -> Document:
         """The document with this id (KeyError if it is not indexed)."""
@@ -226,7 +237,8 @@ class KnowledgeBase:
         return [self._chunks[row] for row in self._rows_by_doc.get(doc_id, [])]
 
     def info(self) -> dict:
-        """Counts, model, tokenizer and build time of the index, for `kb info` and the app."""
+        """Counts, model, tokenizer, build time, places and document types of the index, for `kb info` and the app."""
+        docs = self._documents.values()
         return {
             "index": str(self.index_dir) if self.index_dir else None,
             "documents": len(self._documents),
@@ -240,6 +252,9 @@ class KnowledgeBase:
             "build_seconds": self.manifest.get("build_seconds"),
             "kb_version": self.manifest.get("kb_version", __version__),
             "sources": self.sources,
+            # Documents per province (or 全国) and per type, most first: what the filters can select.
+            "places": dict(Counter(doc.meta.place[0] if doc.meta.place else "" for doc in docs).most_common()),
+            "doc_types": dict(Counter(doc.meta.doc_type for doc in docs).most_common()),
         }
 
     def _set_state(self, documents: dict[str, Document], chunks: list[Chunk], vectors: np.ndarray,
@@ -290,7 +305,7 @@ def _read_source(job) -> Document | Skipped | None:
         sha = store.file_sha256(source.path)
         if sha == old_sha and source.path == old_path:
             return None
-        return read_document(source, sha256=sha)
+        return with_metadata(read_document(source, sha256=sha))
     except UnreadableFile as exc:
         return Skipped(exc.path, exc.reason)
     except OSError as exc:

@@ -6,6 +6,17 @@ from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
+class Metadata:
+    """What a document says about itself; every field is empty when the document does not say it."""
+
+    place: tuple[str, ...] = ()  # (province, city, county) as far as known; ("全国",) for national texts
+    date: str = ""  # publication or enactment, ISO: "2022-01-21"
+    issuer: str = ""  # the issuing or enacting body: 广东省人民代表大会常务委员会
+    doc_number: str = ""  # 粤府〔2021〕12号, brackets normalised to 〔〕
+    doc_type: str = ""  # 法律, 行政法规, 地方性法规, 司法解释, 部门规章, 通知, 意见, 方案, 报告, …
+
+
+@dataclass(frozen=True)
 class Document:
     """One source file turned into normalised text; every span in kb indexes into `text`."""
 
@@ -16,6 +27,7 @@ class Document:
     sha256: str  # of the file's bytes: re-ingesting skips unchanged files by this
     format: str  # "txt" | "md" | "pdf" | "docx" | "html"
     page_starts: tuple[int, ...] = ()  # offset in `text` where page i+1 starts; () = no pages
+    meta: Metadata = Metadata()
 
     def page_at(self, offset: int) -> int | None:
         """1-based page number holding character `offset`, or None for unpaged formats."""
@@ -56,6 +68,7 @@ class Hit:
     ordinal: int
     matched_terms: tuple[str, ...] = ()  # query terms found in `text`, longest first
     ranks: dict = field(default_factory=dict, compare=False)  # mode -> rank in that mode's list
+    meta: Metadata = Metadata()  # the document's place, date, issuer, number and type
 
 
 @dataclass(frozen=True)
@@ -98,9 +111,12 @@ class Citation:
     section: str
     start: int
     end: int
+    place: str = ""  # "浙江省/杭州市", "全国"
+    date: str = ""
+    doc_number: str = ""
 
     def label(self) -> str:
-        """One line: 《标题》 第3页 · 第十条 · 第二章 总则 · 字符 120–480 · doc id."""
+        """One line: 《标题》 · 第3页 · 第十条 · 第二章 总则 · 浙江省/杭州市 · 2014-04-10 · 文号 · 字符 120–480 · doc id."""
         parts = [f"《{self.title}》"]
         if self.page:
             parts.append(f"第{self.page}页")
@@ -108,6 +124,7 @@ class Citation:
             parts.append(self.article)
         if self.section:
             parts.append(self.section)
+        parts.extend(value for value in (self.place, self.date, self.doc_number) if value)
         parts.append(f"字符 {self.start}–{self.end}")
         parts.append(self.doc_id)
         return " · ".join(parts)

@@ -14,6 +14,7 @@ from kb.errors import BadQuery
 from kb.chunk import indexed_text
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
+from kb.metadata import place_matches
 from kb.records import Chunk, Document, Hit
 from kb.tokenize import normalize, to_simplified, tokenize
 
@@ -21,6 +22,47 @@ MODES = ("hybrid", "bm25", "vector")
 MAX_K = 1000
 MAX_QUERY_CHARS = 2000  # longer input is cut: no real query is longer, and cost grows with length
 QUERY_CACHE_SIZE = 4096  # query vectors kept (1.5 KB each): an eval set or a day of app use
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which documents a search may return; an empty field does not restrict.
+
+    A document whose date or type is unknown is left out once that field is asked for: it cannot
+    be shown to match.
+    """
+
+    prefix: str = ""  # a folder or file path: policies/, laws/DLC/浙江地方法规
+    place: str = ""  # 浙江, 杭州市, 浙江省/杭州市 or 全国 (see metadata.place_matches)
+    since: str = ""  # 2020, 2020-02 or 2020-02-21, inclusive
+    until: str = ""
+    doc_types: tuple[str, ...] = ()  # any of these: 地方性法规, 通知, …
+
+    def __post_init__(self):
+        for name in ("since", "until"):
+            value = getattr(self, name)
+            if value and not _DATE_BOUND.fullmatch(value):
+                raise BadQuery(f"--{name} {value!r} is not a date: use 2020, 2020-02 or 2020-02-21")
+
+    def admits(self, document: Document) -> bool:
+        """Whether the metadata filters (not the prefix) let this document through."""
+        meta = document.meta
+        if self.place and not place_matches(meta.place, self.place):
+            return False
+        if self.since and not (meta.date and meta.date >= self.since):
+            return False
+        # "2020" until covers all of 2020: compare on the bound's own precision.
+        if self.until and not (meta.date and meta.date[:len(self.until)] <= self.until):
+            return False
+        if self.doc_types and meta.doc_type not in self.doc_types:
+            return False
+        return True
+
+    def restricts(self) -> bool:
+        return bool(self.prefix or self.place or self.since or self.until or self.doc_types)
+
+
+_DATE_BOUND = re.compile(r"(?:19|20)\d\d(?:-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?)?")
 
 
 @dataclass(frozen=True)
@@ -51,13 +93,17 @@ class Searcher:
         self.vectors = vectors
         self.embedder = embedder
         self.tokenizer = tokenizer
-        self._doc_ids = np.array([chunk.doc_id for chunk in chunks], dtype=object)
+        self._doc_list = list(documents.values())
+        position = {doc.id: i for i, doc in enumerate(self._doc_list)}
+        self._doc_of_chunk = np.fromiter((position[chunk.doc_id] for chunk in chunks), dtype=np.int64,
+                                         count=len(chunks))
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
-               settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
-        """The k best passages for `query`, best first; `prefix` keeps documents under that folder/path.
+               settings: SearchSettings = SearchSettings(), terms: bool = True,
+               filters: Filters | None = None) -> list[Hit]:
+        """The k best passages for `query`, best first, among the documents `filters` and `prefix` admit.
 
         `terms=False` leaves `matched_terms` empty: evaluation needs no highlights, and finding them
         costs more than the search itself at depth 300.
@@ -69,7 +115,7 @@ class Searcher:
         query = to_simplified(_clean_query(query))
         if not re.search(r"\w", query):
             raise BadQuery("the query has no words: type some words or a question")
-        mask = self._prefix_mask(prefix)
+        mask = self._mask(filters or Filters(), prefix)
         depth = max(k, settings.depth) if mode == "hybrid" else k
         results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         query_tokens = tokenize(query, self.tokenizer)
@@ -98,7 +144,7 @@ class Searcher:
         return Hit(rank=rank, score=float(score), doc_id=chunk.doc_id, title=doc.title, path=doc.path,
                    text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page, section=chunk.section,
                    article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text) if query else (),
-                   ranks=ranks)
+                   ranks=ranks, meta=doc.meta)
 
     def _coverage(self, query_tokens: list[str], row: int) -> float:
         """Share of the query's bigrams that occur in passage `row` as BM25 indexed it."""
@@ -109,15 +155,14 @@ class Searcher:
         passage = set(tokenize(indexed_text(chunk, self.documents[chunk.doc_id].title), self.tokenizer))
         return len(bigrams & passage) / len(bigrams)
 
-    def _prefix_mask(self, prefix: str | None) -> np.ndarray | None:
-        if not prefix:
+    def _mask(self, filters: Filters, prefix: str | None) -> np.ndarray | None:
+        """Passages of the documents the filters admit, or None when nothing is filtered."""
+        prefixes = [p for p in (prefix, filters.prefix) if p and p.strip().strip("/")]
+        if not prefixes and not filters.restricts():
             return None
-        prefix = prefix.strip().strip("/")
-        if prefix.startswith("./"):
-            prefix = prefix[2:]
-        mask = np.fromiter((doc_id == prefix or doc_id.startswith(prefix + "/") for doc_id in self._doc_ids),
-                           dtype=bool, count=len(self._doc_ids))
-        return mask
+        admitted = np.fromiter((all(_under(doc.id, p) for p in prefixes) and filters.admits(doc)
+                                for doc in self._doc_list), dtype=bool, count=len(self._doc_list))
+        return admitted[self._doc_of_chunk]
 
     def _embed_query(self, query: str) -> np.ndarray:
         # Comparing modes, evaluating and re-rendering the app ask the same query again and again.
@@ -131,6 +176,13 @@ class Searcher:
             while len(self._query_vectors) > QUERY_CACHE_SIZE:
                 self._query_vectors.popitem(last=False)
         return vector
+
+
+def _under(doc_id: str, prefix: str) -> bool:
+    prefix = prefix.strip().strip("/")
+    if prefix.startswith("./"):
+        prefix = prefix[2:]
+    return doc_id == prefix or doc_id.startswith(prefix + "/")
 
 
 def _clean_query(query: str) -> str:

@@ -22,17 +22,17 @@ import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kb import __version__
 from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
-from kb.records import Chunk, Document
+from kb.records import Chunk, Document, Metadata
 
 FORMAT = "kb-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: documents carry metadata (place, date, issuer, number, type)
 REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
 
 
@@ -216,8 +216,8 @@ def _read_passages(path: Path) -> tuple[list[Document], list[Chunk]]:
     try:
         documents = [
             Document(id=row[0], path=row[1], title=row[2], text=row[3], sha256=row[4], format=row[5],
-                     page_starts=tuple(json.loads(row[6])))
-            for row in db.execute("SELECT id, path, title, text, sha256, format, page_starts"
+                     page_starts=tuple(json.loads(row[6])), meta=_metadata(json.loads(row[7])))
+            for row in db.execute("SELECT id, path, title, text, sha256, format, page_starts, meta"
                                   " FROM documents ORDER BY position")]
         by_id = {doc.id: doc for doc in documents}
         chunks = []
@@ -232,17 +232,27 @@ def _read_passages(path: Path) -> tuple[list[Document], list[Chunk]]:
         db.close()
 
 
+def _metadata(fields) -> Metadata:
+    if not isinstance(fields, dict):
+        raise ValueError("document metadata is not a JSON object")
+    try:
+        return Metadata(**{**fields, "place": tuple(fields.get("place", ()))})
+    except TypeError as exc:
+        raise ValueError(f"document metadata has unknown fields ({exc})") from None
+
+
 def _write_passages(path: Path, documents: list[Document], chunks: list[Chunk]) -> None:
     db = sqlite3.connect(path)
     try:
         db.execute("PRAGMA journal_mode=DELETE")
         db.execute("CREATE TABLE documents (position INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, path TEXT,"
-                   " title TEXT, text TEXT, sha256 TEXT, format TEXT, page_starts TEXT)")
+                   " title TEXT, text TEXT, sha256 TEXT, format TEXT, page_starts TEXT, meta TEXT)")
         db.execute("CREATE TABLE chunks (position INTEGER PRIMARY KEY, doc_id TEXT NOT NULL, ordinal INTEGER,"
                    " start INTEGER, end_ INTEGER, page INTEGER, section TEXT, article TEXT)")
         with db:
-            db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                           [(i, d.id, d.path, d.title, d.text, d.sha256, d.format, json.dumps(d.page_starts))
+            db.executemany("INSERT INTO documents VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           [(i, d.id, d.path, d.title, d.text, d.sha256, d.format, json.dumps(d.page_starts),
+                             json.dumps(asdict(d.meta), ensure_ascii=False))
                             for i, d in enumerate(documents)])
             db.executemany("INSERT INTO chunks VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                            [(i, c.doc_id, c.ordinal, c.start, c.end, c.page, c.section, c.article)

@@ -46,6 +46,22 @@ def test_search_json_and_text(index, capsys):
     assert out.startswith("[1] 《") and "[2] 《" in out and "字符 " in out
 
 
+def test_search_filters_and_metadata_fields(index, capsys):
+    assert main(["search", "产业工人", "--index", str(index), "--json", "--place", "广东", "--since", "2022"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits and {hit["doc"] for hit in hits} == {f"corpus/{DEMO_REPORT.name}"}
+    assert (hits[0]["place"], hits[0]["date"]) == ("广东省/江门市", "2022-01-21")
+    for field in ("issuer", "doc_number", "doc_type"):
+        assert field in hits[0]
+    assert "广东省/江门市 · 2022-01-21" in hits[0]["citation"]
+    assert main(["search", "产业工人", "--index", str(index), "--json", "--until", "2021"]) == 0
+    assert all(hit["date"] <= "2021-12-31" for hit in json.loads(capsys.readouterr().out))
+    assert main(["search", "产业工人", "--index", str(index), "--type", "地方性法规"]) == 0
+    assert "no passages found" in capsys.readouterr().out
+    assert main(["info", "--index", str(index)]) == 0
+    assert "places:     " in capsys.readouterr().out
+
+
 def test_index_from_environment_and_info(index, monkeypatch, capsys):
     monkeypatch.setenv("KB_INDEX", str(index))
     assert main(["info", "--json"]) == 0
@@ -70,6 +86,7 @@ def test_eval_json_prints_every_mode(index, tmp_path, capsys):
     (["ingest", "{tmp}/no-such-folder", "--index", "{tmp}/i2", "--model", "fake"], "no-such-folder"),
     (["search", "？？", "--index", "{index}"], "no words"),
     (["search", "工资", "--index", "{index}", "-k", "0"], "k must be"),
+    (["search", "工资", "--index", "{index}", "--since", "去年"], "--since '去年' is not a date"),
     (["ingest", "{tmp}/corpus", "--index", "{index}", "--model", "fake:64"], "built with model"),
 ])
 def test_errors_are_one_line_with_exit_code_1(index, tmp_path, capsys, argv, message):
