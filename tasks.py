@@ -2,9 +2,11 @@
 """Set up and run kb with nothing but python3: `python3 tasks.py app` or `python3 tasks.py test`.
 
 app   create .venv, install kb, index corpus/ (only what changed), start the Streamlit app
-test  create .venv, install kb with test extras, run the whole test suite (what CI runs)
+test  create .venv, install kb with test extras (and, as root, Debian's Chromium for the browser
+      test), run the whole test suite (what CI runs)
 """
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -34,8 +36,24 @@ def app(extra_args: list[str]) -> None:
     os.execv(str(BIN / "streamlit"), [str(BIN / "streamlit"), "run", str(ROOT / "app.py"), *extra_args])
 
 
+def ensure_browser() -> None:
+    """Debian's Chromium and a CJK font for the browser test, installed with apt-get when missing."""
+    if Path("/usr/bin/chromium").exists() and Path("/usr/share/fonts/truetype/wqy").exists():
+        return
+    if not shutil.which("apt-get") or os.geteuid() != 0:
+        print("note: no chromium and no root apt-get here; the browser test will be skipped outside CI")
+        return
+    packages = ["chromium", "fonts-wqy-microhei"]
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = ["apt-get", "install", "-y", "-q", *packages]
+    if subprocess.run(install, env=env).returncode != 0:
+        run("apt-get", "update", "-q")
+        subprocess.run(install, env=env, check=True)
+
+
 def test(extra_args: list[str]) -> None:
     ensure_environment("test")
+    ensure_browser()
     result = subprocess.run([str(BIN / "python"), "-m", "pytest", *extra_args], cwd=ROOT)
     sys.exit(result.returncode)
 

@@ -1,12 +1,14 @@
-"""Cited passages: citations for hits, and highlighted HTML built from escaped text."""
+"""Cited passages: citations, an extractive answer, passages by place, highlighted HTML from escaped text."""
 from __future__ import annotations
 
 import html
 import re
+from collections import defaultdict
 import unicodedata
 
 from kb.metadata import place_label
-from kb.records import Citation, Hit
+from kb.records import AnswerSentence, Citation, Hit, PlaceGroup
+from kb.tokenize import tokenize
 
 
 def cite(hit: Hit) -> Citation:
@@ -57,3 +59,57 @@ def _term_spans(text: str, terms) -> list[tuple[int, int]]:
                 taken[start:end] = [True] * (end - start)
                 spans.append((start, end))
     return sorted(spans)
+
+
+# A sentence ends at 。！？；, a line end, or a 第X条 that starts the next article.
+_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
+MIN_SENTENCE_CHARS = 8
+
+
+def extractive_answer(query: str, hits: list[Hit], max_sentences: int = 3, from_top: int = 5) -> list[AnswerSentence]:
+    """The few sentences of the top passages that best answer `query`, quoted, each citing its hit.
+
+    A sentence scores by the share of the query's words (its character pairs, question words
+    dropped: the BM25 tokens) that it contains, discounted by its passage's rank, so a sentence of
+    the first passage wins a tie. Nothing is generated: every sentence is a span of a source.
+    """
+    wanted = {token for token in tokenize(query) if len(token) > 1} or set(tokenize(query))
+    if not wanted:
+        return []
+    scored = []
+    for hit in hits[:from_top]:
+        for match in _SENTENCE.finditer(hit.text):
+            sentence = match.group().strip()
+            if len(sentence) < MIN_SENTENCE_CHARS:
+                continue
+            share = len(wanted & set(tokenize(sentence))) / len(wanted)
+            if share == 0:
+                continue
+            offset = match.start() + (len(match.group()) - len(match.group().lstrip()))
+            start = hit.start + offset
+            scored.append((share / (1 + 0.1 * (hit.rank - 1)), hit.rank, start,
+                           AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence))))
+    best, seen = [], set()
+    for _, _, _, sentence in sorted(scored, key=lambda item: (-item[0], item[1], item[2])):
+        if sentence.text not in seen:  # the same sentence in two overlapping passages counts once
+            seen.add(sentence.text)
+            best.append(sentence)
+        if len(best) == max_sentences:
+            break
+    return best
+
+
+def group_by_place(hits: list[Hit], level: str = "city", per_place: int = 2) -> list[PlaceGroup]:
+    """Hits grouped by the place of their document, at province or city level, best place first.
+
+    A place's rank is that of its best passage; each group keeps its `per_place` best passages.
+    National texts form one group (全国); documents that name no place form the last group.
+    """
+    if level not in ("province", "city"):
+        raise ValueError("level must be 'province' or 'city'")
+    depth = 1 if level == "province" else 2
+    groups: dict[tuple[str, ...], list[Hit]] = defaultdict(list)
+    for hit in hits:
+        groups[hit.meta.place[:depth]].append(hit)
+    ordered = sorted(groups.items(), key=lambda item: (not item[0], min(hit.rank for hit in item[1])))
+    return [PlaceGroup(place, tuple(sorted(group, key=lambda hit: hit.rank)[:per_place])) for place, group in ordered]

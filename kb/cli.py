@@ -106,23 +106,13 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _ingest(args) -> int:
-    from kb.chunk import ChunkSettings
-    from kb.knowledgebase import KnowledgeBase
-    from kb.store import current_build, write_lock
+    from kb.knowledgebase import update_index
 
     index = Path(args.index)
-    with write_lock(index):
-        if args.rebuild or current_build(index) is None:
-            chunking = ChunkSettings(size=args.chunk_size) if args.chunk_size else None
-            kb = KnowledgeBase(index, args.model, chunking)
-        else:
-            kb = KnowledgeBase.load(index, args.model)
-            if args.chunk_size:
-                kb.chunking = ChunkSettings(**{**kb.chunking.as_dict(), "size": args.chunk_size})
-        report = kb.ingest(args.paths, progress=None if args.quiet else _ProgressBar(), workers=args.workers)
-        started = time.monotonic()
-        kb.save()
-        seconds = report.seconds + time.monotonic() - started
+    started = time.monotonic()
+    kb, report = update_index(index, args.paths, args.model, None if args.quiet else _ProgressBar(),
+                              args.workers, args.rebuild, args.chunk_size)
+    seconds = time.monotonic() - started
     print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
           f"{len(report.unchanged)} unchanged), removed {len(report.removed)}, skipped {len(report.skipped)}")
     for skipped in report.skipped:

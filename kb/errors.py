@@ -44,3 +44,7 @@ class BadEvalData(KbError):
 
 class ModelUnavailable(KbError):
     """The requested embedding model cannot be loaded here."""
+
+
+class BadUpload(KbError):
+    """An uploaded file that cannot be stored: unsupported type, too large, or no usable name."""

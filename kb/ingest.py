@@ -29,6 +29,42 @@ class SourceFile:
     root: str  # absolute path of the root (folder or file) it was found under
 
 
+MAX_UPLOAD_BYTES = 50 * 1024 * 1024
+
+
+# ---------------------------------------------------------------- uploads
+
+def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
+    """Store an uploaded file in `folder` under a sanitised name; never anywhere else.
+
+    Only the last component of the name is kept (no ../, no absolute path), without control or NUL
+    characters and leading dots. The file is written beside its final name and renamed into place,
+    so an ingest that runs meanwhile sees the old file or the new one, never half of one.
+    """
+    from kb.errors import BadUpload
+    from kb.store import write_atomic
+
+    base = re.sub(r"[\x00-\x1f\x7f]", "", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    base = base.strip().lstrip(".").strip()
+    if not base:
+        raise BadUpload(f"{name!r}: not a usable file name")
+    suffix = PurePath(base).suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise BadUpload(f"{base}: unsupported file type {suffix or '(no suffix)'};"
+                        f" use {', '.join(sorted(SUPPORTED_SUFFIXES))}")
+    if len(data) > max_bytes:
+        raise BadUpload(f"{base}: {len(data) / 1e6:.1f} MB is over the {max_bytes / 1e6:.0f} MB upload limit")
+    if not data:
+        raise BadUpload(f"{base}: the file is empty")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / base
+    if target.resolve().parent != folder.resolve():
+        raise BadUpload(f"{name!r}: would be stored outside {folder}")
+    write_atomic(target, data)
+    return target
+
+
 # ---------------------------------------------------------------- discovery
 
 def discover(paths) -> tuple[list[SourceFile], list[Skipped]]:

@@ -257,6 +257,18 @@ class KnowledgeBase:
             "doc_types": dict(Counter(doc.meta.doc_type for doc in docs).most_common()),
         }
 
+    def facets(self) -> dict:
+        """What the filters can choose from: provinces with their cities, document types, top folders."""
+        places: dict[str, set[str]] = {}
+        for doc in self._documents.values():
+            if doc.meta.place:
+                places.setdefault(doc.meta.place[0], set()).update(doc.meta.place[1:2])
+        return {
+            "places": {province: sorted(cities) for province, cities in sorted(places.items())},
+            "doc_types": sorted({doc.meta.doc_type for doc in self._documents.values()} - {""}),
+            "folders": sorted({doc.id.split("/", 1)[0] for doc in self._documents.values() if "/" in doc.id}),
+        }
+
     def _set_state(self, documents: dict[str, Document], chunks: list[Chunk], vectors: np.ndarray,
                    bm25: BM25Index, ann: np.ndarray | None = None) -> None:
         self._documents = documents
@@ -315,3 +327,24 @@ def _read_source(job) -> Document | Skipped | None:
 def _count_slice(job) -> TermCounts:
     texts, tokenizer = job
     return count_terms(tokenize(text, tokenizer) for text in texts)
+
+
+def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str | None = None,
+                 progress: Progress | None = None, workers: int = 1, rebuild: bool = False,
+                 chunk_size: int | None = None) -> tuple["KnowledgeBase", IngestReport]:
+    """Ingest `paths` into the index at `index_dir` and swap the new build in, holding the writer lock.
+
+    Creates the index if there is none (or with `rebuild`). Readers keep answering from the previous
+    build until the swap; a second writer is refused with IndexBusy.
+    """
+    index_dir = Path(index_dir)
+    with store.write_lock(index_dir):
+        if rebuild or store.current_build(index_dir) is None:
+            kb = KnowledgeBase(index_dir, model, ChunkSettings(size=chunk_size) if chunk_size else None)
+        else:
+            kb = KnowledgeBase.load(index_dir, model)
+            if chunk_size:
+                kb.chunking = ChunkSettings(**{**kb.chunking.as_dict(), "size": chunk_size})
+        report = kb.ingest(paths, progress=progress, workers=workers)
+        kb.save()
+    return kb, report

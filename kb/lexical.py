@@ -197,7 +197,8 @@ class BM25Index:
     def _add_term(self, scores: np.ndarray, term_id: int, repeats: int) -> None:
         start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
         # A term's postings name each passage once, so fancy-index += cannot lose updates.
-        scores[self._doc[start:end]] += self._weights[start:end] * repeats
+        weights = self._weights[start:end]
+        scores[self._doc[start:end]] += weights if repeats == 1 else weights * repeats
 
     def _upper_bound(self, term_id: int) -> float:
         """The largest score one occurrence of the term adds to any passage (cached per term)."""

@@ -31,6 +31,11 @@ _FOLDER_TYPES = {
 }
 # Enacted or issued for the whole country, wherever the text happens to mention a place.
 _NATIONAL_TYPES = {"宪法", "法律", "行政法规", "司法解释", "部门规章"}
+# Ranks below a national 法律 in the hierarchy of legal force (上位法优先); 0 for 宪法 and 法律, and for
+# everything that is not a legal text (policy notices, reports), which the hierarchy does not order.
+# Cases bind no one: they show how courts applied the texts above, so they come last with local rules.
+LEGAL_RANK_BELOW_LAW = {"行政法规": 1, "司法解释": 2, "部门规章": 2, "地方性法规": 3, "地方政府规章": 3,
+                        "自治条例": 3, "单行条例": 3, "案例": 3}
 # The genre word that ends a title (关于印发《…办法》的通知 is a 通知), longest first.
 _TITLE_GENRES = (
     "实施细则", "实施意见", "实施方案", "工作报告", "指导意见", "条例", "规定", "办法", "细则", "决定",
@@ -262,6 +267,22 @@ def resolve_place(text: str) -> tuple[str, ...]:
     if province == city:
         city = ""
     return tuple(part for part in (province, city, county) if part)
+
+
+def might_name_place(text: str) -> bool:
+    """False only when `text` surely names no place: no pair of its characters starts a division's name.
+
+    A cheap test before resolve_place, which costs a millisecond; every name and short name
+    resolve_place can find starts with such a pair.
+    """
+    pairs = _name_openings()
+    return any(text[i:i + 2] in pairs for i in range(len(text) - 1))
+
+
+@lru_cache(maxsize=1)
+def _name_openings() -> frozenset[str]:
+    with resources.files("cpca").joinpath("resources/adcodes.csv").open(encoding="utf-8") as handle:
+        return frozenset(row["name"][:2] for row in csv.DictReader(handle) if len(row["name"]) >= 2)
 
 
 def _value(cell) -> str:

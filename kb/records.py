@@ -128,3 +128,22 @@ class Citation:
         parts.append(f"字符 {self.start}–{self.end}")
         parts.append(self.doc_id)
         return " · ".join(parts)
+
+
+@dataclass(frozen=True)
+class AnswerSentence:
+    """One sentence of an extractive answer, quoted from a hit and numbered by that hit's rank."""
+
+    text: str
+    citation: int  # the rank of the hit it comes from: [n] in the answer, card n below
+    doc_id: str
+    start: int  # span of the sentence in the document text
+    end: int
+
+
+@dataclass(frozen=True)
+class PlaceGroup:
+    """The best passages of one place for a query: a row of the compare-by-place view."""
+
+    place: tuple[str, ...]  # ("浙江省", "杭州市"), ("全国",), or () for documents that name no place
+    hits: tuple[Hit, ...]  # best first

@@ -1,53 +1,177 @@
-"""The Streamlit app through AppTest: a query renders cited, highlighted, escaped passages."""
+"""The Streamlit app through AppTest: query, filters, modes, cited answer, compare view, exports, uploads.
+
+The index holds the demo report, real local regulations on collective contracts and wage bargaining
+from ../shared/corpus/laws/DLC, one national law, and a file whose text is markup.
+"""
+import csv
+import io
 import shutil
 
 import pytest
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from kb.dense import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
 from tests.conftest import DEMO_REPORT, ROOT
+from tests.test_compare_export import collective_bargaining_files
+
+QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
 
 
 @pytest.fixture
-def index(tmp_path, monkeypatch):
+def index(tmp_path, monkeypatch, shared):
     docs = tmp_path / "corpus"
-    docs.mkdir()
+    (docs / "DLC").mkdir(parents=True)
     shutil.copy(DEMO_REPORT, docs)
+    for path in collective_bargaining_files(shared):
+        shutil.copy(path, docs / "DLC" / path.name)
+    (docs / "national").mkdir()
+    shutil.copy(shared / "corpus" / "laws" / "社会法" / "劳动合同法(2012-12-28).md", docs / "national")
     (docs / "注入.txt").write_text("关于欠薪的测试文件\n\n<script>alert('欠薪')</script>拖欠工资<img src=x onerror=alert(1)>。",
                                    encoding="utf-8")
     kb = KnowledgeBase(tmp_path / "index", FakeEmbedder())
     kb.ingest([docs])
     kb.save()
     monkeypatch.setenv("KB_INDEX", str(tmp_path / "index"))
+    monkeypatch.setenv("KB_UPLOADS", str(tmp_path / "uploads"))
     return tmp_path / "index"
 
 
-def run_query(query: str) -> AppTest:
+def start() -> AppTest:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def ask(app: AppTest, query: str) -> AppTest:
     app.text_input[0].input(query).run()
     assert not app.exception, app.exception
     return app
 
 
+def card_titles(app: AppTest) -> list[str]:
+    return [m.value.split("**")[1] for m in app.markdown if "<div id='hit-" in m.value]
+
+
+def citations(app: AppTest) -> list[str]:
+    return [c.value for c in app.caption if c.value.startswith("《")]
+
+
 def test_query_shows_cited_highlighted_passages(index):
-    app = run_query("江门 产业工人 发展党员")
-    captions = [c.value for c in app.caption]
-    assert any("《江门市:整体谋划" in c and "字符 " in c for c in captions)
+    app = ask(start(), "江门 产业工人 发展党员")
+    assert any("《江门市:整体谋划" in c and "广东省/江门市 · 2022-01-21" in c and "字符 " in c for c in citations(app))
     bodies = [m.value for m in app.markdown]
     assert any("<mark>产业工人</mark>" in body for body in bodies)
-    assert any(body.startswith("**[1] 江门市") for body in bodies)
+    assert card_titles(app)[0].startswith("[1] 江门市")
+    assert app.tabs[0].label == "检索结果" and app.tabs[1].label == "对比各地"
+
+
+def test_cited_answer_quotes_sources_and_links_to_cards(index):
+    app = ask(start(), QUESTION)
+    assert any("摘录回答" in m.value for m in app.markdown)
+    answer = next(m.value for m in app.markdown if "](#hit-" in m.value)
+    assert "协商代表" in answer
+    cited = [int(n) for n in __import__("re").findall(r"\[\[(\d+)\]\]\(#hit-\1\)", answer)]
+    assert cited and all(1 <= n <= 5 for n in cited)
 
 
 def test_document_markup_is_shown_as_text(index):
-    app = run_query("欠薪 拖欠工资")
+    app = ask(start(), "欠薪 拖欠工资")
     bodies = "\n".join(m.value for m in app.markdown)
     assert "&lt;script&gt;" in bodies and "<script>" not in bodies and "<img" not in bodies
 
 
+def test_mode_switch_and_number_of_results(index):
+    app = ask(start(), QUESTION)
+    assert len(card_titles(app)) == 10
+    app.slider[0].set_value(3).run()
+    assert len(card_titles(app)) == 3
+    hybrid = citations(app)
+    app.radio[0].set_value("关键词").run()
+    assert not app.exception and len(citations(app)) == 3
+    app.radio[0].set_value("语义").run()
+    assert not app.exception and len(citations(app)) == 3 and citations(app) != hybrid
+
+
+def test_filters_by_place_city_date_type_and_folder(index):
+    app = ask(start(), QUESTION)
+    provinces = app.sidebar.selectbox(key="province").options
+    assert {"全国", "浙江省", "山东省", "河南省", "广东省"} <= set(provinces)
+    app.sidebar.selectbox(key="province").set_value("浙江省").run()
+    assert all("浙江省" in c for c in citations(app)) and citations(app)
+    app.sidebar.selectbox(key="city").set_value("宁波市").run()
+    assert citations(app) and all("浙江省/宁波市" in c for c in citations(app))
+    app.sidebar.selectbox(key="province").set_value("全部").run()
+    app.sidebar.text_input(key="since").input("2014-04-11").run()
+    dates = [c.split(" · ") for c in citations(app)]
+    assert dates and all(any(part[:4].isdigit() and part >= "2014-04-11" for part in parts) for parts in dates)
+    app.sidebar.text_input(key="since").input("去年").run()
+    assert any("is not a date" in w.value for w in app.sidebar.warning)
+    app.sidebar.text_input(key="since").input("").run()
+    app.sidebar.multiselect(key="doc_types").set_value(["法律"]).run()
+    assert citations(app) and all("《中华人民共和国劳动合同法》" in c for c in citations(app))
+    app.sidebar.multiselect(key="doc_types").set_value([]).run()
+    app.sidebar.selectbox(key="folder").set_value("corpus").run()
+    assert len(citations(app)) == 10
+
+
+def test_compare_view_lists_places_side_by_side(index):
+    app = ask(start(), QUESTION)
+    table = app.dataframe[0].value
+    places = list(table["地区"])
+    for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
+        assert place in places
+    assert len(places) == len(set(places)) >= 6
+    assert list(table.columns) == ["地区", "排名", "最佳段落", "出处", "日期", "文号", "更多"]
+    hangzhou = table[table["地区"] == "浙江省/杭州市"].iloc[0]
+    assert "《杭州市企业工资集体协商条例》" in hangzhou["出处"] and hangzhou["日期"] == "2014-04-11"
+    app.radio(key="compare_level").set_value("省份").run()
+    assert "浙江省" in list(app.dataframe[0].value["地区"])
+
+
+def test_exports_hold_the_results(index, monkeypatch):
+    saved: dict[str, bytes] = {}
+    original = MemoryMediaFileStorage.load_and_get_id
+
+    def capture(self, data, mimetype, kind, filename=None):
+        saved[filename] = data
+        return original(self, data, mimetype, kind, filename)
+
+    monkeypatch.setattr(MemoryMediaFileStorage, "load_and_get_id", capture)
+    app = ask(start(), QUESTION)
+    labels = [button.label for button in app.download_button]
+    assert labels == ["导出 CSV", "导出 Markdown", "导出对比表 CSV"]
+    rows = list(csv.DictReader(io.StringIO(saved["kb-results.csv"].decode("utf-8-sig"))))
+    assert len(rows) == 10 and [row["citation"] for row in rows] == citations(app)
+    markdown = saved["kb-results.md"].decode("utf-8")
+    assert markdown.startswith(f"# 检索：{QUESTION}") and "## 参考文献" in markdown and "[Z]" in markdown.replace("\\", "")
+    compare = list(csv.reader(io.StringIO(saved["kb-compare.csv"].decode("utf-8-sig"))))
+    assert compare[0][0] == "place" and "浙江省/杭州市" in [row[0] for row in compare[1:]]
+
+
+def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
+    app = start()
+    policy = "关于根治欠薪的通知\n\n深圳市人力资源和社会保障局要求用人单位按月足额支付农民工工资，严禁拖欠。".encode()
+    app.sidebar.file_uploader(key="uploads").set_value([
+        ("../../深圳欠薪通知.txt", policy, "text/plain"),
+        ("坏文件.pdf", b"%PDF-1.4 not really a pdf", "application/pdf"),
+    ]).run()
+    app.sidebar.button(key="index_uploads").click().run()
+    assert not app.exception, app.exception
+    assert any("已索引 1 个文件" in s.value for s in app.sidebar.success), [e.value for e in [*app.sidebar.success, *app.sidebar.warning, *app.sidebar.error]]
+    warnings = " ".join(w.value for w in app.sidebar.warning)
+    assert "坏文件.pdf" in warnings and "not a valid PDF" in warnings
+    uploads = tmp_path / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == ["坏文件.pdf", "深圳欠薪通知.txt"]
+    assert not (tmp_path.parent / "深圳欠薪通知.txt").exists()
+    ask(app, "深圳 农民工工资 拖欠")
+    assert card_titles(app)[0].startswith("[1] 关于根治欠薪的通知")
+    assert "广东省/深圳市" in citations(app)[0]
+
+
 def test_missing_index_says_what_to_run(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_INDEX", str(tmp_path / "none"))
-    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
-    app.run()
+    app = start()
     assert "kb ingest" in app.warning[0].value

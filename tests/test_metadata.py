@@ -180,3 +180,25 @@ def test_metadata_is_saved_and_versioned(laws_kb, tmp_path):
     report = stale.ingest([])
     assert report.added == report.changed == ()
     assert {doc.id: doc.meta for doc in stale.documents} == {doc.id: doc.meta for doc in laws_kb.documents}
+
+
+def test_hybrid_puts_higher_law_first_unless_the_query_names_a_place(laws_kb):
+    from kb.search import SearchSettings
+
+    flat = SearchSettings(hierarchy_step=0.0)
+
+    def first_national(query, settings=SearchSettings()):
+        hits = laws_kb.search(query, k=20, settings=settings)
+        return next(hit.rank for hit in hits if hit.meta.doc_type == "法律")
+
+    query = "集体合同争议 仲裁"  # without the hierarchy, local rules that repeat 劳动法 come first
+    assert first_national(query) < first_national(query, flat)
+    ranked = laws_kb.search(query, k=20)
+    # Among the legal texts, nothing local comes before the first national law any more, and texts
+    # outside the hierarchy (the demo report) are not pushed down.
+    assert ranked[0].meta.doc_type == "法律" or ranked[0].meta.doc_type == ""
+    with_place = "杭州市 集体合同争议 仲裁"
+    assert [h.doc_id for h in laws_kb.search(with_place, k=20)] == \
+        [h.doc_id for h in laws_kb.search(with_place, k=20, settings=flat)]
+    bm25 = laws_kb.search(query, mode="bm25", k=20)  # only hybrid ranks by the hierarchy
+    assert [h.doc_id for h in bm25] == [h.doc_id for h in laws_kb.search(query, mode="bm25", k=20, settings=flat)]

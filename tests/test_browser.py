@@ -1,0 +1,123 @@
+"""The app in a real browser: `streamlit run` on a free port, Debian's Chromium driven by Playwright.
+
+Types a question, waits for the result cards, checks citations, highlights and the compare view, and
+saves a screenshot (its path is printed). Needs /usr/bin/chromium and the playwright package
+(`python3 tasks.py test` installs both); outside CI the test is skipped when they are missing.
+"""
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from kb.dense import FakeEmbedder
+from kb.knowledgebase import KnowledgeBase
+from tests.conftest import DEMO_REPORT, ROOT
+from tests.test_compare_export import collective_bargaining_files
+
+CHROMIUM = os.environ.get("KB_CHROMIUM", "/usr/bin/chromium")
+QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+# Without the background-networking flags Chromium keeps calling Google's hosts, which this
+# machine's closed network refuses.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+def _requirements() -> None:
+    try:
+        import playwright.sync_api  # noqa: F401
+    except ImportError:
+        missing = "the playwright package"
+    else:
+        missing = None if Path(CHROMIUM).exists() else CHROMIUM
+    if missing:
+        message = f"browser test needs {missing} (python3 tasks.py test installs it)"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def app_url(tmp_path, shared):
+    _requirements()
+    docs = tmp_path / "corpus"
+    (docs / "DLC").mkdir(parents=True)
+    shutil.copy(DEMO_REPORT, docs)
+    for path in collective_bargaining_files(shared):
+        shutil.copy(path, docs / "DLC" / path.name)
+    (docs / "注入.txt").write_text("工资集体协商<script>document.title='pwned'</script><img src=x onerror=alert(1)>",
+                                   encoding="utf-8")
+    kb = KnowledgeBase(tmp_path / "index", FakeEmbedder())
+    kb.ingest([docs])
+    kb.save()
+    port = _free_port()
+    env = {**os.environ, "KB_INDEX": str(tmp_path / "index"), "KB_UPLOADS": str(tmp_path / "uploads")}
+    log = open(tmp_path / "streamlit.log", "w")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"streamlit did not start: {(tmp_path / 'streamlit.log').read_text()}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+        log.close()
+
+
+def test_browser_shows_cited_highlighted_results(app_url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    screenshot = Path(os.environ.get("KB_SCREENSHOT", tmp_path / "kb-app.png"))
+    with sync_playwright() as driver:
+        browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1800})
+            page.goto(app_url)
+            box = page.get_by_label("检索 (关键词或问题)")
+            box.wait_for(timeout=60_000)
+            box.fill(QUESTION)
+            box.press("Enter")
+            page.locator("mark").first.wait_for(timeout=60_000)
+            page.wait_for_timeout(500)  # let the last cards render before reading and shooting
+            cards = page.locator("div[id^='hit-']")
+            assert cards.count() == 10
+            body = page.inner_text("body")
+            assert "摘录回答" in body and "字符 " in body
+            assert "《杭州市企业工资集体协商条例》" in body or "《宁波市企业工资集体协商条例》" in body
+            marks = page.locator("mark").all_inner_texts()
+            assert any(term in marks for term in ("工资集体协商", "协商代表", "集体协商"))
+            # A document's markup stays text: no script ran, no image tag was created by it.
+            assert page.title() != "pwned" and page.locator("img[src='x']").count() == 0
+            page.screenshot(path=str(screenshot), full_page=False)
+            print(f"\nscreenshot: {screenshot}")
+            page.get_by_role("tab", name="对比各地").click()
+            # The table is drawn on a canvas: its text is not in the page, its frame and export are.
+            page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
+            page.get_by_text("导出对比表 CSV").wait_for(timeout=30_000)
+        finally:
+            browser.close()
+    assert screenshot.stat().st_size > 10_000

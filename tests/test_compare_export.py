@@ -1,0 +1,118 @@
+"""What the app shows and exports: extractive cited answer, compare by place, CSV/Markdown, uploads.
+
+On the local regulations about collective contracts, wage bargaining and trade unions of
+../shared/corpus/laws/DLC (15 files from 上海, 北京, 山东, 河南, 浙江, 重庆).
+"""
+import csv
+import io
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from kb.answer import extractive_answer, group_by_place
+from kb.dense import FakeEmbedder
+from kb.errors import BadUpload
+from kb.export import hits_to_csv, hits_to_markdown, places_to_csv, reference
+from kb.ingest import save_upload
+from kb.knowledgebase import KnowledgeBase
+
+QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+TOPICS = re.compile("集体合同|集体协商|工会")
+
+
+def collective_bargaining_files(shared: Path) -> list[Path]:
+    return sorted(p for p in (shared / "corpus" / "laws" / "DLC").rglob("*.md") if TOPICS.search(p.name))
+
+
+@pytest.fixture(scope="module")
+def dlc_kb(tmp_path_factory, shared) -> KnowledgeBase:
+    folder = tmp_path_factory.mktemp("dlc") / "DLC"
+    files = collective_bargaining_files(shared)
+    assert len(files) >= 15
+    for path in files:
+        target = folder / path.relative_to(shared / "corpus" / "laws" / "DLC")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, target)
+    kb = KnowledgeBase(None, FakeEmbedder())
+    kb.ingest([folder])
+    return kb
+
+
+def test_compare_by_place_lists_the_cities_and_provinces_side_by_side(dlc_kb):
+    hits = dlc_kb.search(QUESTION, k=100)
+    groups = group_by_place(hits, level="city")
+    labels = ["/".join(group.place) for group in groups]
+    for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
+        assert place in labels, labels
+    assert len(labels) == len(set(labels)) >= 6
+    ranks = [group.hits[0].rank for group in groups]
+    assert ranks == sorted(ranks)  # best place first
+    for group in groups:
+        assert 1 <= len(group.hits) <= 2 and all(hit.meta.place[:2] == group.place for hit in group.hits)
+    # Hangzhou's and Ningbo's answers are their protections of worker representatives.
+    hangzhou = groups[labels.index("浙江省/杭州市")].hits[0]
+    assert "协商代表" in hangzhou.text and hangzhou.article
+    provinces = ["/".join(group.place) for group in group_by_place(hits, level="province")]
+    assert "浙江省" in provinces and "浙江省/杭州市" not in provinces
+    table = list(csv.reader(io.StringIO(places_to_csv(groups))))
+    assert table[0][:4] == ["place", "passage_1", "citation_1", "date_1"]
+    assert [row[0] for row in table[1:]] == labels
+    hangzhou_row = table[1 + labels.index("浙江省/杭州市")]
+    assert "《杭州市企业工资集体协商条例》" in hangzhou_row[2] and hangzhou_row[3] == "2014-04-11"
+
+
+def test_extractive_answer_quotes_sentences_of_the_top_passages(dlc_kb):
+    hits = dlc_kb.search(QUESTION, k=10)
+    answer = extractive_answer(QUESTION, hits)
+    assert 1 <= len(answer) <= 3
+    documents = {doc.id: doc.text for doc in dlc_kb.documents}
+    for sentence in answer:
+        # Quoted, not written: the sentence is the document's text at its span, in a cited passage.
+        assert documents[sentence.doc_id][sentence.start:sentence.end] == sentence.text
+        cited = hits[sentence.citation - 1]
+        assert cited.rank == sentence.citation and cited.start <= sentence.start < sentence.end <= cited.end
+    assert any("协商代表" in sentence.text for sentence in answer)
+    assert extractive_answer("？？", hits) == [] and extractive_answer(QUESTION, []) == []
+
+
+def test_exports_carry_citations_and_gbt7714_references(dlc_kb):
+    hits = dlc_kb.search(QUESTION, k=5)
+    rows = list(csv.DictReader(io.StringIO(hits_to_csv(hits))))
+    assert [int(row["rank"]) for row in rows] == [1, 2, 3, 4, 5]
+    assert all(row["text"] == hit.text and row["place"] and row["doc_type"] == "地方性法规"
+               for row, hit in zip(rows, hits))
+    markdown = hits_to_markdown(QUESTION, hits)
+    assert markdown.startswith(f"# 检索：{QUESTION}")
+    body, references = markdown.split("## 参考文献")
+    numbers = re.findall(r"^\[(\d+)\] ", references, re.MULTILINE)
+    assert numbers == [str(n) for n in range(1, len({hit.doc_id for hit in hits}) + 1)]
+    for hit in hits:
+        assert f"《{hit.title}》" in body and reference(hit) in references.replace("\\", "")
+    hangzhou = next(doc for doc in dlc_kb.documents if doc.title == "杭州市企业工资集体协商条例")
+    hit = next(h for h in dlc_kb.search("杭州市企业工资集体协商条例", k=30) if h.doc_id == hangzhou.id)
+    assert reference(hit) == "杭州市人民代表大会常务委员会. 杭州市企业工资集体协商条例[Z]. 2014-04-11."
+
+
+def test_markdown_export_quotes_document_markup_as_text(dlc_kb):
+    hit = dlc_kb.search(QUESTION, k=1)[0]
+    hostile = hit.__class__(**{**hit.__dict__, "text": "第一条 <script>alert(1)</script> [链接](http://x) *强调*"})
+    markdown = hits_to_markdown("<b>查询</b>", [hostile])
+    assert "<script>" not in markdown and "<b>" not in markdown and "[链接](http" not in markdown
+    assert "\\<script\\>" in markdown
+
+
+def test_uploads_stay_in_the_folder_and_bad_ones_are_refused(tmp_path):
+    folder = tmp_path / "uploads"
+    data = "关于根治欠薪的通知\n用人单位应当按时足额支付工资。".encode()
+    for name in ("../../etc/通知.txt", "/abs/path/通知.txt", "..\\..\\通知.txt", "通\x00知.txt", ".通知.txt"):
+        path = save_upload(folder, name, data)
+        assert path.parent == folder and path.read_bytes() == data
+        assert not (tmp_path / "通知.txt").exists() and not (tmp_path.parent / "etc").exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["通知.txt"]
+    assert save_upload(folder, "名单 2024 😀.md", b"# x").name == "名单 2024 😀.md"
+    for name, payload, reason in (("a.exe", data, "unsupported file type"), ("..", data, "not a usable"),
+                                  ("空.txt", b"", "empty"), ("大.txt", b"x" * 101, "upload limit")):
+        with pytest.raises(BadUpload, match=reason):
+            save_upload(folder, name, payload, max_bytes=100)
