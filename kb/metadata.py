@@ -19,7 +19,7 @@ from kb.records import Document, Metadata
 NATIONAL = "全国"
 # Bump whenever extract() changes its output for any input: the index records it, and an ingest
 # re-extracts the metadata of unchanged documents when it differs.
-METADATA_VERSION = 1
+METADATA_VERSION = 2
 
 # The categories of the national laws database (flk.npc.gov.cn), as folder names of an archive.
 _FOLDER_TYPES = {
@@ -90,8 +90,12 @@ def extract(doc_id: str, title: str, text: str) -> Metadata:
     header = _law_header(text)
     issuer = _issuer(header, text)
     doc_type = _doc_type(folders, title, issuer)
-    return Metadata(place=_place(folders, title, issuer, doc_type, text),
-                    date=_date(name, header, text), issuer=issuer,
+    place = _place(folders, title, issuer, doc_type, text)
+    if doc_type == "条例" and place and place != (NATIONAL,) and resolve_place(title):
+        # Under the Legislation Law only people's congresses make local 条例 (governments make
+        # 规定 and 办法): a 条例 that names its place in the title is a local regulation.
+        doc_type = "地方性法规"
+    return Metadata(place=place, date=_date(name, header, text), issuer=issuer,
                     doc_number=_doc_number(title, header, text), doc_type=doc_type)
 
 

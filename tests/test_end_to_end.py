@@ -134,3 +134,24 @@ def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
     assert not any(doc.id.startswith("more/") for doc in after.documents)
     assert {q: [(h.doc_id, h.start) for h in after.search(q)] for q in queries} == before
     assert kb("search", "江门 产业工人", "--index", copy).returncode == 0
+
+
+def test_local_regulations_compared_by_place_with_the_real_model(tmp_path, shared):
+    """The app's done-when scenario through the CLI: ingest the collective-bargaining regulations of
+    ../shared/corpus/laws/DLC, ask the question, and group the hybrid hits by place."""
+    from kb.answer import group_by_place
+    from tests.test_compare_export import QUESTION, collective_bargaining_files
+
+    folder = tmp_path / "DLC"
+    folder.mkdir()
+    for path in collective_bargaining_files(shared):
+        shutil.copy(path, folder)
+    index = tmp_path / "index"
+    kb("ingest", folder, "--index", index, "--quiet")
+    rows = json.loads(kb("search", QUESTION, "--index", index, "--json", "-k", "10").stdout)
+    assert all(row["doc_type"] == "地方性法规" and row["place"] for row in rows)
+    hits = KnowledgeBase.load(index).search(QUESTION, k=200)
+    places = ["/".join(group.place) for group in group_by_place(hits)]
+    for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
+        assert place in places, places
+    assert len(places) >= 6
