@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -150,8 +151,9 @@ def show_results(kb: KnowledgeBase, query: str, hits) -> None:
     if answer:
         with st.container(border=True):
             st.markdown("**摘录回答**(原文句子,编号对应下方结果)")
-            st.markdown(" ".join(f"{html.escape(sentence.text)} [[{sentence.citation}]](#hit-{sentence.citation})"
-                                 for sentence in answer), unsafe_allow_html=True)
+            st.markdown("<div>" + " ".join(
+                f"{html.escape(plain(sentence.text))} <a href='#hit-{sentence.citation}'>[{sentence.citation}]</a>"
+                for sentence in answer) + "</div>", unsafe_allow_html=True)
     left, right = st.columns(2)
     left.download_button("导出 CSV", hits_to_csv(hits).encode("utf-8-sig"), "kb-results.csv", "text/csv",
                          key="export_csv")
@@ -159,15 +161,25 @@ def show_results(kb: KnowledgeBase, query: str, hits) -> None:
                           "text/markdown", key="export_md")
     for hit in hits:
         with st.container(border=True):
-            st.markdown(f"<div id='hit-{hit.rank}'></div>\n\n**[{hit.rank}] {html.escape(hit.title)}**",
+            st.markdown(f"<div id='hit-{hit.rank}'><b>[{hit.rank}] {html.escape(hit.title)}</b></div>",
                         unsafe_allow_html=True)
             st.caption(cite(hit).label())
-            st.markdown(highlight_html(hit.text, hit.matched_terms).replace("\n", "<br>"), unsafe_allow_html=True)
+            st.markdown(passage_html(hit.text, hit.matched_terms), unsafe_allow_html=True)
             with st.expander("查看上下文"):
                 st.markdown(context_html(kb, hit), unsafe_allow_html=True)
             with st.expander("打开原文"):
                 st.caption(hit.path)
                 components.html(document_html(kb, hit), height=420, scrolling=True)
+
+
+def plain(text: str) -> str:
+    """Passage text as read: Markdown heading marks of .md sources (## 第二章) dropped."""
+    return re.sub(r"(?m)^#{1,6}[ \t]+", "", text)
+
+
+def passage_html(text: str, terms) -> str:
+    """Escaped, highlighted passage in one HTML block, so that nothing in it is read as Markdown."""
+    return "<div>" + highlight_html(plain(text), terms).replace("\n", "<br>") + "</div>"
 
 
 def context_html(kb: KnowledgeBase, hit) -> str:
@@ -176,12 +188,12 @@ def context_html(kb: KnowledgeBase, hit) -> str:
     near = passages[max(0, hit.ordinal - 1):hit.ordinal + 2]
     parts = []
     for passage in near:
-        body = highlight_html(passage.text, hit.matched_terms).replace("\n", "<br>")
+        body = passage_html(passage.text, hit.matched_terms)
         if passage.ordinal == hit.ordinal:
             body = f"<div style='background:#fff3b0;padding:4px'>{body}</div>"
         label = html.escape(" · ".join(x for x in (passage.article, passage.section) if x))
-        parts.append(f"<p><small>{label}</small><br>{body}</p>")
-    return "".join(parts)
+        parts.append(f"<div><small>{label}</small>{body}</div><br>")
+    return "<div>" + "".join(parts) + "</div>"
 
 
 def document_html(kb: KnowledgeBase, hit) -> str:
