@@ -202,7 +202,10 @@ def document_html(kb: KnowledgeBase, hit) -> str:
     body = (html.escape(text[:hit.start]) + "<mark id='passage'>" + highlight_html(hit.text, hit.matched_terms)
             + "</mark>" + html.escape(text[hit.end:])).replace("\n", "<br>")
     return (f"<div style='font-family:sans-serif;font-size:14px;line-height:1.6'>{body}</div>"
-            "<script>document.getElementById('passage').scrollIntoView({block: 'center'});</script>")
+            # The frame is drawn while its expander is still closed (no height): scroll once it has one.
+            "<script>var done = false; function show() { if (!done && window.innerHeight > 0) { done = true;"
+            " document.getElementById('passage').scrollIntoView({block: 'center'}); } }"
+            " window.addEventListener('resize', show); show();</script>")
 
 
 def show_compare(kb: KnowledgeBase, query: str, mode: str, filters: Filters) -> None:

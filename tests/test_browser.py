@@ -114,6 +114,15 @@ def test_browser_shows_cited_highlighted_results(app_url, tmp_path):
             assert page.title() != "pwned" and page.locator("img[src='x']").count() == 0
             page.screenshot(path=str(screenshot), full_page=False)
             print(f"\nscreenshot: {screenshot}")
+            # 打开原文: the whole document in a frame, the passage marked and scrolled into view.
+            page.get_by_text("打开原文").first.click()
+            frame = page.frame_locator("iframe").first
+            marked = frame.locator("mark#passage")
+            marked.wait_for(timeout=30_000)
+            first_card = page.locator("div[id='hit-1']").inner_text()
+            assert marked.inner_text().strip() and first_card.startswith("[1]")
+            assert frame.locator("body").evaluate("() => window.scrollY") > 0 or \
+                marked.evaluate("m => m.getBoundingClientRect().top") < 420
             page.get_by_role("tab", name="对比各地").click()
             # The table is drawn on a canvas: its text is not in the page, its frame and export are.
             page.locator("[data-testid='stDataFrame']").first.wait_for(timeout=30_000)
