@@ -20,6 +20,7 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
   kb search "老板拖了三个月工资不发怎么办" --json   the same as a JSON array
   kb search "集体协商" --place 浙江 --since 2014   only Zhejiang documents dated 2014 or later
   kb info                                        what the index holds
+  kb check                                       verify the index: checksums, structure, cache
   kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode
 
 The index lives in ./index unless --index or $KB_INDEX says otherwise."""
@@ -90,6 +91,13 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--model", default=None, help=model_help)
     info.set_defaults(run=_info)
 
+    check = commands.add_parser("check", help="verify an index: checksums, structure, embedding cache",
+                                description="Verify every file of the live build against its checksum, "
+                                "the BM25 postings, passage spans, vectors and HNSW graph, and the embedding "
+                                "cache. Exit code 1 names the damaged file and the fix.")
+    check.add_argument("--index", default=default_index, help=index_help)
+    check.set_defaults(run=_check)
+
     evaluate = commands.add_parser("eval", help="retrieval metrics on labelled queries (BEIR files)")
     evaluate.add_argument("--queries", required=True, help="queries.jsonl ({_id, text} per line)")
     evaluate.add_argument("--qrels", required=True, help="qrels.tsv (query-id, corpus-id, score)")
@@ -144,6 +152,15 @@ def _search(args) -> int:
         print(f"[{hit.rank}] {cite(hit).label()}  (score {hit.score:.4f})")
         print("    " + hit.text.replace("\n", "\n    "))
         print()
+    return 0
+
+
+def _check(args) -> int:
+    from kb.knowledgebase import check_index
+
+    report = check_index(args.index)
+    print(f"ok: {report['index']} build {report['build']}: {report['files']} files match their checksums;"
+          f" {report['documents']} documents, {report['passages']} passages; embedding cache {report['cache']}")
     return 0
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import codecs
+import functools
 import hashlib
 import io
 import os
@@ -13,6 +14,7 @@ from pathlib import Path, PurePath
 
 from kb.errors import KbError, UnreadableFile
 from kb.records import Document, Skipped
+from kb.tokenize import simplify, traditional_share
 
 FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf", ".docx": "docx",
            ".html": "html", ".htm": "html"}
@@ -147,25 +149,62 @@ def normalize_text(text: str) -> str:
 
 
 def _decode_text(path: str, data: bytes) -> str:
-    """Decode a text file: UTF-8 (BOM optional), UTF-16 with BOM, else GB18030."""
+    """Decode a text file: UTF-16 with BOM, UTF-8 (BOM optional), else GB18030 or Big5."""
     if not data.strip():
         raise UnreadableFile(path, "empty file")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        candidates = ["utf-16"]
-    elif b"\x00" in data:
-        raise UnreadableFile(path, "binary file, not text")
-    else:
-        # utf-8 first: valid UTF-8 is almost never GBK by accident, while GB18030 accepts most bytes
-        candidates = ["utf-8-sig", "gb18030"]
-    for encoding in candidates:
         try:
-            text = data.decode(encoding)
+            return _non_empty(path, data.decode("utf-16"))
+        except UnicodeDecodeError:
+            raise UnreadableFile(path, "not valid UTF-16 text") from None
+    if b"\x00" in data:
+        raise UnreadableFile(path, "binary file, not text")
+    try:
+        # Valid UTF-8 is almost never GBK or Big5 by accident.
+        return _non_empty(path, data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        pass
+    # GB18030 accepts most byte strings and Big5 (cp950) many: both may "succeed", and the right one
+    # is the reading made of common characters.
+    readings = []
+    for encoding in ("gb18030", "cp950"):
+        try:
+            readings.append(data.decode(encoding))
         except UnicodeDecodeError:
             continue
-        if not text.strip():
-            raise UnreadableFile(path, "empty file")
-        return text
-    raise UnreadableFile(path, "not UTF-8 or GB18030 text")
+    if not readings:
+        raise UnreadableFile(path, "not UTF-8, GB18030 or Big5 text")
+    return _non_empty(path, max(readings, key=_common_share))
+
+
+def _non_empty(path: str, text: str) -> str:
+    if not text.strip():
+        raise UnreadableFile(path, "empty file")
+    return text
+
+
+# The most frequent characters of Chinese text (and of policy texts), simplified; their traditional
+# forms are added from OpenCC. A right decoding is full of them, a wrong one almost never.
+_COMMON_SIMPLIFIED = ("的一是不了人在有我他这个们中来上大为和国地到以说时要就出会可也你对生能而子那得于着下自之年过发后"
+                      "作里用道行所然家种事成方多经去法学如都同现当没动面起看定天分还进好小部其些主样理心本前开但因只"
+                      "从想实日者意无力与长把机十民第公此已工使情明性知全三又关点正业外将两高间由问很最重并物手应向头"
+                      "文体政相见被利二等产或新制身果加条规定设区市省县企单位职务管理员服项目务劳保障资金施建")
+
+
+@functools.lru_cache(maxsize=1)
+def _common_characters() -> frozenset[str]:
+    import opencc
+
+    traditional = opencc.OpenCC("s2t").convert(_COMMON_SIMPLIFIED)
+    return frozenset(_COMMON_SIMPLIFIED) | frozenset(traditional)
+
+
+def _common_share(text: str) -> float:
+    ideographs = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
+    if not ideographs:
+        return 0.0
+    common = _common_characters()
+    return sum(ch in common for ch in ideographs) / len(ideographs)
 
 
 _SENTENCE_END = "。！？；：!?;:"
@@ -268,7 +307,12 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
     kind = FORMATS.get(PurePath(path).suffix.lower())
     if kind is None:
         raise UnreadableFile(path, f"unsupported file type {PurePath(path).suffix.lower() or '(no suffix)'}")
+    limit = max_file_bytes()
     try:
+        size = os.stat(path).st_size
+        if size > limit:
+            raise UnreadableFile(path, f"file is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit"
+                                       " (KB_MAX_FILE_MB)")
         data = Path(path).read_bytes()
     except OSError as exc:
         raise UnreadableFile(path, f"cannot read file: {exc.strerror or exc}") from exc
@@ -287,8 +331,24 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
             title = heading.group(1).strip()
         else:
             title = _title_from_line(re.sub(r"^#+ *", "", text.lstrip()) if kind == "md" else text, stem)
+    if traditional_share(text) >= TRADITIONAL_SHARE:
+        text, title = _simplified(text), _simplified(title)
     return Document(id=source.doc_id, path=path, title=title, text=text,
                     sha256=sha256 or hashlib.sha256(data).hexdigest(), format=kind, page_starts=page_starts)
+
+
+# A simplified text has at most about 1 % of characters that t2s changes (measured on the policies and
+# laws corpora); a traditional one about 40 %.
+TRADITIONAL_SHARE = 0.1
+
+
+def _simplified(text: str) -> str:
+    """A traditional-character text in simplified characters, so that the index (tokens and vectors)
+    and queries, which are simplified too, meet. Same length, so page offsets and spans still hold."""
+    converted = simplify(text)
+    if len(converted) != len(text):  # a phrase rule changed the length: convert character by character
+        converted = "".join(simplify(ch) for ch in text)
+    return converted
 
 
 def _read_pdf(path: str, data: bytes, stem: str) -> tuple[str, str, tuple[int, ...]]:
@@ -350,12 +410,39 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     return next((line for line in lines if _title_like(line)), stem)
 
 
+def max_file_bytes() -> int:
+    """Largest file ingest reads: $KB_MAX_FILE_MB megabytes, default 200."""
+    try:
+        return int(float(os.environ.get("KB_MAX_FILE_MB", "200")) * 2**20)
+    except ValueError:
+        raise KbError(f"KB_MAX_FILE_MB={os.environ['KB_MAX_FILE_MB']!r} is not a number of megabytes") from None
+
+
+def _check_expansion(path: str, data: bytes) -> None:
+    """Refuse a .docx whose parts unpack to more than 20 times the file limit (a zip bomb).
+
+    The sizes are those the archive declares; Python's zipfile reads no member past its declared
+    size, so the check bounds what parsing can read.
+    """
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            expanded = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise UnreadableFile(path, f"not a valid .docx: {exc}") from None
+    if expanded > 20 * max_file_bytes():
+        raise UnreadableFile(path, f"not a plausible .docx: its parts unpack to {expanded / 2**20:.0f} MB"
+                                   f" from {len(data) / 2**20:.1f} MB (a zip bomb?)")
+
+
 def _read_docx(path: str, data: bytes, stem: str) -> tuple[str, str]:
     """Paragraphs and table rows in body order, and the title."""
     import docx
     from docx.table import Table
     from docx.text.paragraph import Paragraph
 
+    _check_expansion(path, data)
     try:
         document = docx.Document(io.BytesIO(data))
         lines: list[str] = []

@@ -348,3 +348,36 @@ def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str 
         report = kb.ingest(paths, progress=progress, workers=workers)
         kb.save()
     return kb, report
+
+
+def check_index(index_dir: str | Path) -> dict:
+    """Verify an index without loading its model: every file against its checksum, then the
+    structure (BM25 postings, passage spans, vectors, HNSW graph) and the embedding cache.
+
+    Raises IndexCorrupt (naming the file and the fix) or IndexMismatch; returns counts when sound.
+    """
+    index_dir = Path(index_dir)
+    data = store.load(index_dir, verify=True)
+    build = store.current_build(index_dir)
+    manifest = data.manifest
+    try:
+        BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest["bm25"], check_postings=True)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise IndexCorrupt(f"{build}: BM25 arrays inconsistent ({exc}); {store.REBUILD_HINT}") from None
+    lengths = {doc.id: len(doc.text) for doc in data.documents}
+    for chunk in data.chunks:
+        if not 0 <= chunk.start < chunk.end <= lengths[chunk.doc_id]:
+            raise IndexCorrupt(f"{build / 'passages.sqlite'}: passage {chunk.doc_id}#{chunk.ordinal} lies outside"
+                               f" its document; {store.REBUILD_HINT}")
+    if not np.isfinite(data.vectors).all():
+        raise IndexCorrupt(f"{build / 'vectors.npy'}: holds non-finite values; {store.REBUILD_HINT}")
+    try:
+        VectorIndex(data.vectors, VectorIndexSettings(**manifest["vector_index"]["settings"]), data.ann)
+    except (ValueError, RuntimeError, KeyError, TypeError) as exc:
+        raise IndexCorrupt(f"{build / 'ann.npy'}: HNSW graph unusable ({exc}); {store.REBUILD_HINT}") from None
+    cache = index_dir / "embeddings.sqlite"
+    cache_state = "absent"
+    if cache.exists():
+        cache_state = store.check_cache(cache)
+    return {"index": str(index_dir), "build": build.name, "files": len(manifest["files"]) + 1,
+            "documents": len(data.documents), "passages": len(data.chunks), "cache": cache_state}

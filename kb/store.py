@@ -17,6 +17,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -31,6 +32,7 @@ from kb import __version__
 from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.records import Chunk, Document, Metadata
 
+_BUILD_NAME = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # what save() names builds
 FORMAT = "kb-index"
 FORMAT_VERSION = 2  # 2: documents carry metadata (place, date, issuer, number, type)
 REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
@@ -54,10 +56,16 @@ def current_build(index_dir: Path) -> Path | None:
     pointer = index_dir / "CURRENT"
     if not pointer.is_file():
         return None
-    name = pointer.read_text(encoding="utf-8").strip()
-    if not name or "/" in name or name.startswith("."):
+    try:
+        name = pointer.read_bytes().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexCorrupt(f"{pointer}: unreadable ({exc}); {REBUILD_HINT}") from None
+    if not name or "/" in name or name.startswith(".") or not _BUILD_NAME.fullmatch(name):
         raise IndexCorrupt(f"{pointer}: does not name a build; {REBUILD_HINT}")
-    return index_dir / "builds" / name
+    build = index_dir / "builds" / name
+    if not build.is_dir():
+        raise IndexCorrupt(f"{pointer}: names build {name}, which is not in {build.parent}; {REBUILD_HINT}")
+    return build
 
 
 def read_manifest(index_dir: Path) -> dict:
@@ -78,7 +86,18 @@ def read_manifest(index_dir: Path) -> dict:
         raise IndexMismatch(
             f"index at {index_dir} has format version {manifest.get('format_version')}, this kb "
             f"({__version__}) reads version {FORMAT_VERSION}: {REBUILD_HINT}")
+    # The manifest holds every other file's checksum; its own covers the rest of it, so that a
+    # damaged count, setting or model id cannot pass for a real one.
+    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
+        raise IndexCorrupt(f"{path}: checksum does not match its contents (damaged); {REBUILD_HINT}")
     return manifest
+
+
+def manifest_checksum(manifest: dict) -> str:
+    """sha256 of the manifest without its own checksum field, in one canonical JSON form."""
+    body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+                          .encode("utf-8")).hexdigest()
 
 
 def load(index_dir: Path, verify: bool = True) -> IndexData:
@@ -127,6 +146,7 @@ def save(index_dir: Path, data: IndexData) -> Path:
         manifest = dict(data.manifest)
         manifest["files"] = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
                              for path in sorted(tmp.iterdir())}
+        manifest["manifest_sha256"] = manifest_checksum(manifest)
         _write_bytes(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2).encode())
         _fsync_dir(tmp)
         final = builds / name
@@ -165,6 +185,22 @@ def write_lock(index_dir: Path):
         yield
     finally:
         handle.close()  # closing releases the lock, also when the process dies
+
+
+def check_cache(path: Path) -> str:
+    """"ok", or IndexCorrupt naming the embedding cache: it only saves re-embedding, so deleting it is safe."""
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            result = db.execute("PRAGMA quick_check").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.DatabaseError as exc:
+        result = str(exc)
+    if result != "ok":
+        raise IndexCorrupt(f"{path}: embedding cache damaged ({result}); delete this file (the next ingest"
+                           " re-embeds what it held)")
+    return "ok"
 
 
 class EmbeddingCache:

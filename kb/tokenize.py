@@ -44,6 +44,33 @@ _t2s_lock = threading.Lock()
 _t2s_converter = None
 
 
+def _converter():
+    global _t2s_converter
+    if _t2s_converter is None:
+        with _t2s_lock:
+            if _t2s_converter is None:
+                import opencc  # here, so that only texts that need it load its dictionaries
+
+                _t2s_converter = opencc.OpenCC("t2s")
+    return _t2s_converter
+
+
+def traditional_share(text: str) -> float:
+    """Share of the CJK ideographs of `text` that are traditional forms on their own (勞 → 劳)."""
+    ideographs = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
+    if not ideographs:
+        return 0.0
+    converted = _converter().convert("".join(ideographs))
+    if len(converted) != len(ideographs):  # a phrase rule changed the length: compare char by char
+        converted = "".join(_converter().convert(ch) for ch in ideographs)
+    return sum(a != b for a, b in zip(ideographs, converted)) / len(ideographs)
+
+
+def simplify(text: str) -> str:
+    """`text` converted to simplified characters with OpenCC's t2s rules."""
+    return _converter().convert(text)
+
+
 def to_simplified(query: str) -> str:
     """A query in traditional characters (勞動合同) in simplified form (劳动合同); others unchanged.
 
@@ -52,15 +79,9 @@ def to_simplified(query: str) -> str:
     (未破坏 → 未破坯), so the conversion is taken only when the query holds a character that is
     traditional on its own.
     """
-    global _t2s_converter
-    if _t2s_converter is None:
-        with _t2s_lock:
-            if _t2s_converter is None:
-                import opencc  # here, so that indexing never loads its dictionaries
-
-                _t2s_converter = opencc.OpenCC("t2s")
-    converted = _t2s_converter.convert(query)
-    if converted == query or not any(_t2s_converter.convert(ch) != ch for ch in set(query)):
+    converter = _converter()
+    converted = converter.convert(query)
+    if converted == query or not any(converter.convert(ch) != ch for ch in set(query)):
         return query
     return converted
 

@@ -6,6 +6,7 @@ the middle of an ingest leaves the previous index loadable with the same answers
 """
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -134,6 +135,12 @@ def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
     assert not any(doc.id.startswith("more/") for doc in after.documents)
     assert {q: [(h.doc_id, h.start) for h in after.search(q)] for q in queries} == before
     assert kb("search", "江门 产业工人", "--index", copy).returncode == 0
+
+    # The next ingest completes, and embeds only what the killed one had not committed to the cache.
+    passages_before = len(after.chunks)
+    summary = kb("ingest", extra, "--index", copy, "--quiet").stdout
+    total, embedded = map(int, re.search(r"passages: (\d+) in the index, (\d+) embedded now", summary).groups())
+    assert 0 < embedded < total - passages_before
 
 
 def test_local_regulations_compared_by_place_with_the_real_model(tmp_path, shared):

@@ -129,7 +129,7 @@ def test_short_gbk_text_is_not_misread(tmp_path):
     (b"", "empty file"),
     (b" \n\t\r\n", "empty file"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file, not text"),
-    (b"\x81\x20\xff\xfe abc", "not UTF-8 or GB18030 text"),
+    (b"\x81\x20\xff\xfe abc", "not UTF-8, GB18030 or Big5 text"),
 ])
 def test_bad_text_files(tmp_path, data, reason):
     assert reason_of(write(tmp_path / "bad.txt", data)) == reason
@@ -321,3 +321,37 @@ def test_kangxi_radicals_become_ideographs(shared):
     doc = read_shared(path)
     assert "用" in doc.text and "\u2f64" not in doc.text
     assert unicodedata.normalize("NFKC", doc.text) == doc.text
+
+
+def test_big5_text_is_read_and_indexed_in_simplified_characters(tmp_path):
+    traditional = "勞動合同法\n第一條 為了完善勞動合同制度，明確勞動合同雙方當事人的權利和義務，保護勞動者的合法權益。"
+    doc = read(write(tmp_path / "big5.txt", traditional.encode("cp950")))
+    assert doc.text.startswith("劳动合同法\n第一条 为了完善劳动合同制度")
+    assert doc.title == "劳动合同法"
+    # The same bytes are not mistaken for GB18030 (which decodes them into rare characters), and
+    # GBK text is not mistaken for Big5.
+    assert read(write(tmp_path / "gbk.txt", "用人单位应当按时足额支付劳动报酬。".encode("gbk"))).text \
+        == "用人单位应当按时足额支付劳动报酬。"
+
+
+def test_mixed_line_endings_and_odd_file_names(tmp_path):
+    for name in ("名单 2024 😀.txt", "with space.md", "工资.txt"):
+        doc = read(write(tmp_path / name, "第一行\r\n第二行\r第三行\n第四行".encode()))
+        assert doc.text == "第一行\n第二行\n第三行\n第四行"
+
+
+def test_size_limit_and_zip_bomb(tmp_path, monkeypatch):
+    import zipfile
+
+    monkeypatch.setenv("KB_MAX_FILE_MB", "1")
+    big = write(tmp_path / "big.txt", ("工资" * 400_000).encode())  # 2.4 MB
+    assert "over the 1 MB limit (KB_MAX_FILE_MB)" in reason_of(big)
+    bomb = tmp_path / "bomb.docx"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", "<Types/>")
+        archive.writestr("word/document.xml", b"\0" * (30 * 2**20))  # 30 MB of zeros, 30 KB packed
+    assert bomb.stat().st_size < 2**20
+    assert "zip bomb" in reason_of(bomb)
+    monkeypatch.setenv("KB_MAX_FILE_MB", "lots")
+    with pytest.raises(KbError, match="KB_MAX_FILE_MB"):
+        read(big)

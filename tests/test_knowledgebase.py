@@ -9,7 +9,7 @@ import pytest
 from kb.dense import FakeEmbedder, VectorIndexSettings
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
-from kb.store import current_build
+from kb.store import current_build, manifest_checksum
 from tests.conftest import DEMO_REPORT
 
 POLICY_SAMPLE = 6
@@ -145,9 +145,15 @@ def test_load_refuses_other_model_tokenizer_format_and_damage(tmp_path, corpus):
     for field, value, error in (("tokenizer", "cjk-bigram@0", IndexMismatch), ("format_version", 99, IndexMismatch)):
         manifest = json.loads(original)
         manifest[field] = value
+        manifest["manifest_sha256"] = manifest_checksum(manifest)  # as another kb would have written it
         manifest_path.write_text(json.dumps(manifest))
         with pytest.raises(error, match="--rebuild"):
             KnowledgeBase.load(index)
+    manifest = json.loads(original)
+    manifest["counts"]["passages"] += 1  # damage that is still valid JSON
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.raises(IndexCorrupt, match="manifest.json: checksum"):
+        KnowledgeBase.load(index)
     manifest_path.write_text(original)
 
     vectors = build / "vectors.npy"
