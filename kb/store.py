@@ -34,7 +34,7 @@ from kb.records import Chunk, Document, Metadata
 
 _BUILD_NAME = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # what save() names builds
 FORMAT = "kb-index"
-FORMAT_VERSION = 2  # 2: documents carry metadata (place, date, issuer, number, type)
+FORMAT_VERSION = 3  # 2: documents carry metadata (place, date, issuer, number, type); 3: manifest checksum
 REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
 
 
