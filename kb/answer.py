@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import html
 import re
-from collections import defaultdict
 import unicodedata
+from collections import defaultdict
 
 from kb.metadata import place_label
 from kb.records import AnswerSentence, Citation, Hit, PlaceGroup

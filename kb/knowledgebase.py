@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import multiprocessing
-from collections import Counter
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path

@@ -9,9 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from kb.chunk import indexed_text
 from kb.dense import Embedder, VectorIndex
 from kb.errors import BadQuery
-from kb.chunk import indexed_text
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
 from kb.metadata import LEGAL_RANK_BELOW_LAW, might_name_place, place_matches, resolve_place
@@ -201,9 +201,7 @@ class Searcher:
 
 
 def _under(doc_id: str, prefix: str) -> bool:
-    prefix = prefix.strip().strip("/")
-    if prefix.startswith("./"):
-        prefix = prefix[2:]
+    prefix = prefix.strip().strip("/").removeprefix("./")
     return doc_id == prefix or doc_id.startswith(prefix + "/")
 
 

@@ -1,7 +1,6 @@
 """Faults and hostile input: damaged index files, kills at many moments, odd queries, searches during
 swaps, and what kb must never do (pickle, eval, listen beyond localhost). docs/reliability.md maps
 each row of its matrix to a test here or elsewhere."""
-import os
 import re
 import shutil
 import signal
@@ -13,7 +12,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from kb.cli import main
 from kb.dense import FakeEmbedder, VectorIndexSettings
