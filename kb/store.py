@@ -68,9 +68,9 @@ def current_build(index_dir: Path) -> Path | None:
     return build
 
 
-def read_manifest(index_dir: Path) -> dict:
-    """The live build's manifest, checked for format and version."""
-    build = current_build(index_dir)
+def read_manifest(index_dir: Path, build: Path | None = None) -> dict:
+    """The live build's manifest (or that of `build`), checked for format, version and checksum."""
+    build = build or current_build(index_dir)
     if build is None:
         raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
     path = build / "manifest.json"
@@ -101,9 +101,22 @@ def manifest_checksum(manifest: dict) -> str:
 
 
 def load(index_dir: Path, verify: bool = True) -> IndexData:
-    """Read the live build; with `verify`, every file must match its manifest checksum."""
-    manifest = read_manifest(index_dir)
-    build = current_build(index_dir)
+    """Read the live build; with `verify`, every file must match its manifest checksum.
+
+    A build swapped in while this reads is no reason to fail: the one read from CURRENT stays on
+    disk one more swap, and if it is gone anyway (two swaps meanwhile), the new one is read.
+    """
+    for attempt in range(5):
+        build = current_build(index_dir)
+        try:
+            return _load_build(index_dir, build, verify)
+        except IndexCorrupt:
+            if attempt == 4 or current_build(index_dir) == build:
+                raise
+
+
+def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
+    manifest = read_manifest(index_dir, build)
     files = manifest.get("files", {})
     for name, meta in files.items():
         path = build / name
