@@ -126,11 +126,8 @@ def _date(name: str, header: str, text: str) -> str:
         found = _CN_DATE.match(text, label.end()) or _DATE_IN_NAME.match(text, label.end())
         if found:
             return _iso(*found.groups())
-    closing = list(_SIGNATURE.finditer(text[-_CLOSING:]))
-    closing = [m for m in closing if _BODY_SUFFIX.search(m.group(1))]
-    if closing:
-        return _iso(*closing[-1].groups()[1:4])
-    return ""
+    signature = _last_signature(text)
+    return _iso(*signature.groups()[1:4]) if signature else ""
 
 
 def _iso(year: str, month: str, day: str) -> str:
@@ -162,8 +159,14 @@ def _issuer(header: str, text: str) -> str:
         if body:
             return body.group(1)
         return ""
+    signature = _last_signature(text)
+    return signature.group(1) if signature else ""
+
+
+def _last_signature(text: str) -> re.Match | None:
+    """The last "body, date" near the end of the text whose body ends like an issuing body."""
     closing = [m for m in _SIGNATURE.finditer(text[-_CLOSING:]) if _BODY_SUFFIX.search(m.group(1))]
-    return closing[-1].group(1) if closing else ""
+    return closing[-1] if closing else None
 
 
 # ------------------------------------------------------------------------------------- number
@@ -285,8 +288,7 @@ def might_name_place(text: str) -> bool:
 
 @lru_cache(maxsize=1)
 def _name_openings() -> frozenset[str]:
-    with resources.files("cpca").joinpath("resources/adcodes.csv").open(encoding="utf-8") as handle:
-        return frozenset(row["name"][:2] for row in csv.DictReader(handle) if len(row["name"]) >= 2)
+    return frozenset(name[:2] for _, name in _divisions() if len(name) >= 2)
 
 
 def _value(cell) -> str:
@@ -294,10 +296,16 @@ def _value(cell) -> str:
 
 
 @lru_cache(maxsize=1)
+def _divisions() -> tuple[tuple[str, str], ...]:
+    """(adcode, name) of every division in cpca's gazetteer."""
+    with resources.files("cpca").joinpath("resources/adcodes.csv").open(encoding="utf-8") as handle:
+        return tuple((row["adcode"], row["name"]) for row in csv.DictReader(handle))
+
+
+@lru_cache(maxsize=1)
 def _ambiguous_counties() -> frozenset[str]:
     """County-level names that more than one division carries."""
-    with resources.files("cpca").joinpath("resources/adcodes.csv").open(encoding="utf-8") as handle:
-        names = [row["name"] for row in csv.DictReader(handle) if row["adcode"][4:6] != "00"]
+    names = [name for adcode, name in _divisions() if adcode[4:6] != "00"]
     seen: set[str] = set()
     return frozenset(name for name in names if name in seen or seen.add(name))
 
