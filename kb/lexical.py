@@ -284,12 +284,19 @@ class BM25Index:
             if len(candidates) * 16 >= end - start:
                 self._add_term(scores, term_id, repeats)
                 continue
-            postings = self._doc[start:end]
-            at = np.searchsorted(postings, candidates)
-            found = at < len(postings)
-            found[found] = postings[at[found]] == candidates[found]
-            scores[candidates[found]] += self._weights[start + at[found]] * repeats
+            found, weights = self._lookup(term_id, candidates)
+            scores[candidates[found]] += weights * repeats
         return candidates
+
+    def _lookup(self, term_id: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` the term occurs in, and its weights there, found by binary search in
+        the term's sorted postings."""
+        start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
+        postings = self._doc[start:end]
+        at = np.searchsorted(postings, candidates)
+        found = at < len(postings)
+        found[found] = postings[at[found]] == candidates[found]
+        return found, self._weights[start + at[found]]
 
     def top(self, query_tokens: Sequence[str], k: int,
             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -337,12 +344,7 @@ class BM25Index:
         """float64 scores of `candidates`, summed term by term in the order scores() sums them."""
         exact = np.zeros(len(candidates), dtype=np.float64)
         for term_id, repeats in terms:
-            start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
-            postings = self._doc[start:end]
-            at = np.searchsorted(postings, candidates)
-            found = at < len(postings)
-            found[found] = postings[at[found]] == candidates[found]
-            weights = self._weights[start + at[found]]
+            found, weights = self._lookup(term_id, candidates)
             exact[found] += weights if repeats == 1 else weights * repeats
         return exact
 
