@@ -358,7 +358,7 @@ def check_index(index_dir: str | Path) -> dict:
     """
     index_dir = Path(index_dir)
     data = store.load(index_dir, verify=True)
-    build = store.current_build(index_dir)
+    build = data.build  # not CURRENT again: a swap meanwhile would name another build
     manifest = data.manifest
     try:
         BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest["bm25"], check_postings=True)

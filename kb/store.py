@@ -49,6 +49,7 @@ class IndexData:
     bm25_arrays: dict[str, np.ndarray]
     vocabulary: list[str]
     ann: np.ndarray | None = None  # serialised HNSW graph, for indexes above the exact-search size
+    build: Path | None = None  # the build directory it was read from (None before it is saved)
 
 
 def current_build(index_dir: Path) -> Path | None:
@@ -139,7 +140,7 @@ def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
     if (len(documents) != counts.get("documents") or len(chunks) != counts.get("passages")
             or vectors.shape != (len(chunks), dim) or len(vocabulary) != counts.get("vocabulary")):
         raise IndexCorrupt(f"{build}: file contents disagree with the manifest counts; {REBUILD_HINT}")
-    return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary, ann)
+    return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary, ann, build)
 
 
 def save(index_dir: Path, data: IndexData) -> Path:
