@@ -188,6 +188,11 @@ class BM25Index:
         return len(self._doc_len)
 
     @property
+    def passage_lengths(self) -> np.ndarray:
+        """Tokens per passage."""
+        return self._doc_len
+
+    @property
     def vocabulary_size(self) -> int:
         return len(self._vocabulary)
 
@@ -288,15 +293,40 @@ class BM25Index:
             scores[candidates[found]] += weights * repeats
         return candidates
 
-    def _lookup(self, term_id: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Which of `candidates` the term occurs in, and its weights there, found by binary search in
-        the term's sorted postings."""
+    def _find(self, term_id: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` the term occurs in, and where those postings are, found by binary
+        search in the term's sorted postings."""
         start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
         postings = self._doc[start:end]
         at = np.searchsorted(postings, candidates)
         found = at < len(postings)
         found[found] = postings[at[found]] == candidates[found]
-        return found, self._weights[start + at[found]]
+        return found, start + at[found]
+
+    def _lookup(self, term_id: int, candidates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which of `candidates` the term occurs in, and its weights there."""
+        found, where = self._find(term_id, candidates)
+        return found, self._weights[where]
+
+    def grouped_scores(self, query_tokens: Sequence[str], groups: Sequence[np.ndarray],
+                       average_length: float) -> np.ndarray:
+        """BM25 of each group of passages read as one text (a document): term counts and lengths summed.
+
+        `average_length` is the average group length over the whole collection (for the length
+        norm); idf stays the passages' own, so groups need no index of their own.
+        """
+        scores = np.zeros(len(groups), dtype=np.float64)
+        if not len(groups) or average_length <= 0:
+            return scores
+        rows = np.concatenate([np.asarray(group, dtype=np.int64) for group in groups])
+        owner = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
+        lengths = np.bincount(owner, weights=self._doc_len[rows], minlength=len(groups))
+        norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
+        for term_id, repeats in self._query_terms(query_tokens):
+            found, where = self._find(term_id, rows)
+            tf = np.bincount(owner[found], weights=self._tf[where], minlength=len(groups))
+            scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
+        return scores
 
     def top(self, query_tokens: Sequence[str], k: int,
             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

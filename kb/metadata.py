@@ -36,6 +36,8 @@ _NATIONAL_TYPES = {"宪法", "法律", "行政法规", "司法解释", "部门�
 # Cases bind no one: they show how courts applied the texts above, so they come last with local rules.
 LEGAL_RANK_BELOW_LAW = {"行政法规": 1, "司法解释": 2, "部门规章": 2, "地方性法规": 3, "地方政府规章": 3,
                         "自治条例": 3, "单行条例": 3, "案例": 3}
+# Texts of the legal hierarchy: the statutes and what implements or applies them.
+LEGAL_TYPES = frozenset({"宪法", "法律", *LEGAL_RANK_BELOW_LAW})
 # The genre word that ends a title (关于印发《…办法》的通知 is a 通知), longest first.
 _TITLE_GENRES = (
     "实施细则", "实施意见", "实施方案", "工作报告", "指导意见", "条例", "规定", "办法", "细则", "决定",

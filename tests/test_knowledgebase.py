@@ -253,6 +253,38 @@ def test_hybrid_trusts_vectors_less_when_bm25_covers_the_query(tmp_path, corpus,
     assert fixed == 1.0
 
 
+def test_hybrid_lifts_the_notice_that_matches_the_whole_question_but_not_statutes(tmp_path):
+    """Two versions of one notice share their first section; only one also answers the question's
+    second half. Hybrid lifts that document's passages more than the other's, and does not re-rank
+    the same texts filed as local regulations (the hierarchy of legal force orders those)."""
+    title = "关于做好疫情防控期间就业和社会保险工作的通知"
+    shared = "一、发放失业保险金\n对受疫情影响暂时失业的参保人员，由参保地经办机构按规定及时发放失业保险金，不得以任何理由拖延。"
+    answers = "二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，补贴资金从就业补助资金列支。"
+    unrelated = "二、防疫物资保障\n各地要统筹口罩、消毒液等防疫物资的生产和调配，优先保障医疗机构和重点企业复工需要。"
+    question = "参保人员失业了怎么领取失业保险金，企业吸纳失业人员有补贴吗"
+    from kb.search import SearchSettings
+
+    for folder, lifted in (("notices", True), ("地方性法规", False)):
+        docs = tmp_path / folder / "docs"
+        for name, second in (("a", unrelated), ("b", answers)):
+            (docs / folder / name).mkdir(parents=True)
+            (docs / folder / name / "通知.txt").write_text(f"{title}\n\n{shared}\n\n{second}\n", encoding="utf-8")
+        kb = new_kb(tmp_path / folder / "index")
+        kb.ingest([docs])
+        without = {(h.doc_id, h.ordinal): h.score for h in kb.search(question, k=4, settings=SearchSettings(document_weight=0))}
+        gains = {key: hit.score - without[key] for hit in kb.search(question, k=4)
+                 for key in [(hit.doc_id, hit.ordinal)]}
+        assert len(gains) == 4
+        by_doc = {name: {round(gain, 9) for (doc, _), gain in gains.items() if doc == f"docs/{folder}/{name}/通知.txt"}
+                  for name in ("a", "b")}
+        if lifted:
+            # Every passage of a document gains the same; the whole-question match gains most.
+            (gain_a,), (gain_b,) = by_doc["a"], by_doc["b"]
+            assert gain_b > gain_a > 0
+        else:
+            assert set(gains.values()) == {0.0}
+
+
 def test_traditional_or_variant_query_finds_what_its_ordinary_form_finds(tmp_path, corpus):
     kb = new_kb(tmp_path / "index")
     kb.ingest([corpus])

@@ -230,3 +230,23 @@ def test_postings_out_of_order_are_rejected():
     repeated[1] = 0
     with pytest.raises(ValueError, match="increasing"):
         BM25Index.from_arrays(dict(arrays, postings_doc=repeated), vocabulary)
+
+
+def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference, passages, queries):
+    """Each group of three windows (one document's opening) scored as one text: Okapi BM25 of the
+    summed term counts and lengths, with the passages' idf and the given average length."""
+    from collections import Counter
+
+    groups = [np.arange(start, start + 3) for start in range(0, 60, 3)]
+    average = 3 * sum(map(len, passages)) / len(passages)
+    for query in queries:
+        got = index.grouped_scores(query, groups, average)
+        for group, score in zip(groups, got):
+            counts = Counter(token for row in group for token in passages[row])
+            length = sum(len(passages[row]) for row in group)
+            norm = index.k1 * (1 - index.b + index.b * length / average)
+            expected = sum(reference.idf.get(token, 0.0) * counts[token] * (index.k1 + 1) / (counts[token] + norm)
+                           for token in query if counts[token])
+            assert score == pytest.approx(expected, rel=1e-9, abs=1e-12)
+        assert got.any()
+    assert index.grouped_scores(queries[0], [], average).shape == (0,)
