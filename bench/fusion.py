@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.eval import METRICS, evaluate, load_eval_set  # noqa: E402
+from kb.eval import METRICS, evaluate, load_eval_folder  # noqa: E402
 from kb.fusion import reciprocal_rank_fusion  # noqa: E402
 from kb.knowledgebase import KnowledgeBase  # noqa: E402
 
@@ -32,11 +32,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=300)
     parser.add_argument("--limit", type=int, default=None)
     args = parser.parse_args()
-    folder = Path(os.environ.get("KB_SHARED", ROOT.parent / "shared")) / "eval" / args.set
-    data = load_eval_set(folder / "queries.jsonl", folder / "qrels.tsv", folder / "evidence.jsonl")
-    if args.limit:
-        kept = dict(list(data.queries.items())[:args.limit])
-        data = type(data)(kept, {qid: data.qrels[qid] for qid in kept}, data.evidence)
+    shared = Path(os.environ.get("KB_SHARED", ROOT.parent / "shared"))
+    data = load_eval_folder(shared / "eval" / args.set).head(args.limit or None)
     kb = KnowledgeBase.load(args.index)
     documents = {doc.id: doc.text for doc in kb.documents}
     runs = {mode: {text: kb.search(text, mode=mode, k=args.depth, terms=False) for text in data.queries.values()}

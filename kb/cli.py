@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import time
@@ -63,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     ingest.add_argument("--index", default=default_index, help=index_help)
     ingest.add_argument("--model", default=None, help=model_help + " (default e5fast)")
     ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
+    ingest.add_argument("--article-size", type=int, default=None,
+                        help="passage length for law articles (第X条), packed whole (default 600)")
     ingest.add_argument("--rebuild", action="store_true",
                         help="start a new index instead of updating (cached embeddings are still reused)")
     ingest.add_argument("--workers", type=int, default=1,
@@ -108,6 +109,11 @@ def _parser() -> argparse.ArgumentParser:
     modes.add_argument("--all-modes", action="store_true", help="bm25, vector and hybrid side by side")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N queries")
     evaluate.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
+    evaluate.add_argument("--write", metavar="FILE.md", default=None,
+                          help="also put the table, settings and index size into FILE.md, between"
+                          " <!-- kb eval NAME --> markers (replaced on each run, the rest of the file kept)")
+    evaluate.add_argument("--name", default=None,
+                          help="the block's name for --write (default: the folder of --queries, e.g. policies)")
     evaluate.add_argument("--model", default=None, help=model_help)
     evaluate.set_defaults(run=_eval)
     return parser
@@ -119,7 +125,7 @@ def _ingest(args) -> int:
     index = Path(args.index)
     started = time.monotonic()
     kb, report = update_index(index, args.paths, args.model, None if args.quiet else _ProgressBar(),
-                              args.workers, args.rebuild, args.chunk_size)
+                              args.workers, args.rebuild, args.chunk_size, args.article_size)
     seconds = time.monotonic() - started
     print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
           f"{len(report.unchanged)} unchanged), removed {len(report.removed)}, skipped {len(report.skipped)}")
@@ -189,13 +195,10 @@ def _counts(counts: dict[str, int], empty: str) -> str:
 
 
 def _eval(args) -> int:
-    from kb.eval import METRICS, evaluate, load_eval_set
+    from kb.eval import evaluate, load_eval_set, markdown_table, report, write_report
     from kb.knowledgebase import KnowledgeBase
 
-    data = load_eval_set(args.queries, args.qrels, args.evidence)
-    if args.limit:
-        kept = dict(list(data.queries.items())[:args.limit])
-        data = type(data)(kept, {qid: data.qrels[qid] for qid in kept}, data.evidence)
+    data = load_eval_set(args.queries, args.qrels, args.evidence).head(args.limit or None)
     kb = KnowledgeBase.load(args.index, args.model)
     documents = {doc.id: doc.text for doc in kb.documents}
     modes = ("bm25", "vector", "hybrid") if args.all_modes else (args.mode or "hybrid",)
@@ -204,17 +207,18 @@ def _eval(args) -> int:
         progress = None if args.json else _ProgressBar(f"eval {mode}")
         results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k, terms=False), data, documents,
                                  progress and (lambda done, total: progress("queries", done, total)))
+    if args.write:
+        name = args.name or Path(args.queries).resolve().parent.name
+        write_report(args.write, name, report(name, results, kb.info(), kb.manifest))
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
     first = results[modes[0]]
     print(f"{first['queries']} queries, evidence located for {first['evidence_located']}; "
           f"index: {kb.info()['documents']} documents, {kb.info()['passages']} passages")
-    print("| mode | " + " | ".join(METRICS) + " |")
-    print("|---" * (len(METRICS) + 1) + "|")
-    for mode, values in results.items():
-        cells = ["—" if math.isnan(values[m]) else f"{values[m]:.3f}" for m in METRICS]
-        print(f"| {mode} | " + " | ".join(cells) + " |")
+    print("\n".join(markdown_table(results)))
+    if args.write:
+        print(f"written to {args.write} (block {name!r})")
     return 0
 
 

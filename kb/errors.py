@@ -48,3 +48,7 @@ class ModelUnavailable(KbError):
 
 class BadUpload(KbError):
     """An uploaded file that cannot be stored: unsupported type, too large, or no usable name."""
+
+
+class BadSettings(KbError):
+    """An option value kb cannot work with (a passage size too small, …)."""

@@ -1,8 +1,10 @@
 """Retrieval evaluation in BEIR form: queries.jsonl, qrels.tsv (all relevant documents kept), evidence.jsonl."""
 from __future__ import annotations
 
+import datetime
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -10,6 +12,7 @@ from typing import Callable
 from kb.errors import BadEvalData, BadQuery
 from kb.ingest import normalize_text
 from kb.records import Hit
+from kb.search import SearchSettings
 
 PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents remain for Recall@100
 METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
@@ -22,6 +25,13 @@ class EvalSet:
     queries: dict[str, str]
     qrels: dict[str, dict[str, float]]  # query id -> corpus id -> relevance
     evidence: dict[str, list[tuple[str, str]]]  # query id -> [(corpus id, evidence text)]
+
+    def head(self, count: int | None) -> "EvalSet":
+        """The first `count` queries (all when count is None), with their qrels and evidence."""
+        if count is None:
+            return self
+        kept = dict(list(self.queries.items())[:count])
+        return EvalSet(kept, {qid: self.qrels[qid] for qid in kept}, self.evidence)
 
 
 def load_eval_set(queries: str | Path, qrels: str | Path, evidence: str | Path | None = None) -> EvalSet:
@@ -52,6 +62,13 @@ def load_eval_set(queries: str | Path, qrels: str | Path, evidence: str | Path |
     if not kept:
         raise BadEvalData(f"{queries}: no query has a relevant document in {qrels}")
     return EvalSet(kept, {qid: relevance[qid] for qid in kept}, found)
+
+
+def load_eval_folder(folder: str | Path) -> EvalSet:
+    """A BEIR folder: queries.jsonl, qrels.tsv and, when there, evidence.jsonl."""
+    folder = Path(folder)
+    evidence = folder / "evidence.jsonl"
+    return load_eval_set(folder / "queries.jsonl", folder / "qrels.tsv", evidence if evidence.exists() else None)
 
 
 def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: dict[str, str],
@@ -92,6 +109,70 @@ def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: 
     result["queries"] = count
     result["evidence_located"] = located
     return result
+
+
+def markdown_table(results: dict[str, dict[str, float]]) -> list[str]:
+    """One Markdown table row per mode, METRICS as columns (— for a metric that could not be measured)."""
+    lines = ["| mode | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for mode, values in results.items():
+        cells = ["—" if math.isnan(values[m]) else f"{values[m]:.3f}" for m in METRICS]
+        lines.append(f"| {mode} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest: dict,
+           settings: SearchSettings = SearchSettings()) -> str:
+    """The Markdown block `kb eval --write` keeps in a document: what was measured, on what, and the table."""
+    first = next(iter(results.values()))
+    chunking = info["chunking"]
+    build_bytes = sum(entry.get("bytes", 0) for entry in manifest.get("files", {}).values())
+    bm25 = manifest.get("bm25", {})
+    lines = [
+        f"Measured {datetime.date.today().isoformat()} by `kb eval` (kb {info['kb_version']}): "
+        f"{first['queries']:,} queries, evidence located for {first['evidence_located']:,}.",
+        f"Index: {info['documents']:,} documents, {info['passages']:,} passages, build directory "
+        f"{build_bytes / 1e6:.1f} MB; last ingest {info['created']}, {info['build_seconds']} s "
+        "(vectors already in the embedding cache are reused, so a first build takes longer).",
+        f"Settings: passages ≤ {chunking['size']} characters, law articles packed to "
+        f"{chunking.get('article_size', chunking['size'])}, tails ≥ {chunking['min_size']}; tokenizer "
+        f"`{info['tokenizer']}`; BM25 k1 {bm25.get('k1')}, b {bm25.get('b')}; model `{info['model']}` "
+        f"({info['dim']}-dim), {info['vector_index']} vector search; hybrid: RRF k {settings.rrf_k} over each "
+        f"mode's top max(k, {settings.depth}), vector weight "
+        f"{'adaptive' if settings.adaptive else settings.weights.get('vector', 1.0)}, document match "
+        f"{settings.document_weight:g} × coverage over {settings.document_candidates} passages, hierarchy step "
+        f"{settings.hierarchy_step:g}.",
+        "",
+        *markdown_table(results),
+    ]
+    return "\n".join(lines)
+
+
+_NAME = re.compile(r"[\w.-]+")
+
+
+def write_report(path: str | Path, name: str, block: str) -> None:
+    """Put `block` between the `<!-- kb eval NAME -->` markers of the Markdown file at `path`,
+    replacing what was there; appended under a heading when the markers are not there yet.
+
+    Everything outside the markers is kept, so a hand-written analysis can sit around the tables.
+    """
+    from kb.store import write_atomic  # only `kb eval --write` needs the store
+
+    if not _NAME.fullmatch(name):
+        raise BadEvalData(f"report name {name!r}: use letters, digits, '.', '_' or '-'")
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadEvalData(f"{path}: cannot read ({exc})") from None
+    start, end = f"<!-- kb eval {name} -->", f"<!-- /kb eval {name} -->"
+    replacement = f"{start}\n{block}\n{end}"
+    if start in text and end in text.split(start, 1)[1]:
+        before, rest = text.split(start, 1)
+        text = before + replacement + rest.split(end, 1)[1]
+    else:
+        text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + f"## {name}\n\n{replacement}\n"
+    write_atomic(path, text.encode("utf-8"))
 
 
 def _document_metrics(ranking: list[str], relevant: dict[str, float], grades: list[float]) -> dict[str, float]:

@@ -15,7 +15,7 @@ import numpy as np
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
-from kb.errors import IndexCorrupt, IndexMismatch, UnreadableFile
+from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, UnreadableFile
 from kb.ingest import discover, read_document
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.metadata import METADATA_VERSION, with_metadata
@@ -56,7 +56,8 @@ class KnowledgeBase:
         manifest = data.manifest
         try:
             recorded = manifest["embedder"]
-            chunking = ChunkSettings(**manifest["chunking"])
+            # Indexes from before article_size cut law articles at `size` like everything else.
+            chunking = ChunkSettings(**{"article_size": manifest["chunking"]["size"], **manifest["chunking"]})
             vector_index = VectorIndexSettings(**manifest["vector_index"]["settings"])
             bm25_params = manifest["bm25"]
             tokenizer = manifest["tokenizer"]
@@ -331,7 +332,7 @@ def _count_slice(job) -> TermCounts:
 
 def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str | None = None,
                  progress: Progress | None = None, workers: int = 1, rebuild: bool = False,
-                 chunk_size: int | None = None) -> tuple["KnowledgeBase", IngestReport]:
+                 chunk_size: int | None = None, article_size: int | None = None) -> tuple["KnowledgeBase", IngestReport]:
     """Ingest `paths` into the index at `index_dir` and swap the new build in, holding the writer lock.
 
     Creates the index if there is none (or with `rebuild`). Readers keep answering from the previous
@@ -340,14 +341,27 @@ def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str 
     index_dir = Path(index_dir)
     with store.write_lock(index_dir):
         if rebuild or store.current_build(index_dir) is None:
-            kb = KnowledgeBase(index_dir, model, ChunkSettings(size=chunk_size) if chunk_size else None)
+            kb = KnowledgeBase(index_dir, model, _resized(ChunkSettings(), chunk_size, article_size))
         else:
             kb = KnowledgeBase.load(index_dir, model)
-            if chunk_size:
-                kb.chunking = ChunkSettings(**{**kb.chunking.as_dict(), "size": chunk_size})
+            kb.chunking = _resized(kb.chunking, chunk_size, article_size)
         report = kb.ingest(paths, progress=progress, workers=workers)
         kb.save()
     return kb, report
+
+
+def _resized(chunking: ChunkSettings, size: int | None, article_size: int | None) -> ChunkSettings:
+    """`chunking` with the sizes asked for; a larger passage size alone raises the article size with it."""
+    settings = chunking.as_dict()
+    for flag, value in (("--chunk-size", size), ("--article-size", article_size)):
+        if value is not None and value <= settings["min_size"]:
+            raise BadSettings(f"{flag} {value} is too small: a passage needs more than {settings['min_size']} characters")
+    if size is not None:
+        settings["size"] = size
+        settings["article_size"] = max(settings["article_size"], size)
+    if article_size is not None:
+        settings["article_size"] = article_size
+    return ChunkSettings(**settings)
 
 
 def check_index(index_dir: str | Path) -> dict:

@@ -5,6 +5,7 @@ from ../shared/corpus/laws/DLC, one national law, and a file whose text is marku
 """
 import csv
 import io
+import re
 import shutil
 
 import pytest
@@ -87,15 +88,25 @@ def test_document_markup_is_shown_as_text(index):
 
 
 def test_mode_switch_and_number_of_results(index):
+    """Each mode shows what the library's search in that mode returns, as many as asked for."""
+    kb = KnowledgeBase.load(index)
+
+    def expected(mode: str, k: int) -> list[tuple[int, int, str]]:
+        return [(hit.start, hit.end, hit.doc_id) for hit in kb.search(QUESTION, mode=mode, k=k)]
+
+    def shown(app: AppTest) -> list[tuple[int, int, str]]:
+        found = [re.search(r"字符 (\d+)–(\d+) · (.+)$", c) for c in citations(app)]
+        return [(int(m.group(1)), int(m.group(2)), m.group(3)) for m in found]
+
     app = ask(start(), QUESTION)
-    assert len(card_titles(app)) == 10
-    app.slider[0].set_value(3).run()
-    assert len(card_titles(app)) == 3
-    hybrid = citations(app)
+    assert len(card_titles(app)) == 10 and shown(app) == expected("hybrid", 10)
     app.radio[0].set_value("关键词").run()
-    assert not app.exception and len(citations(app)) == 3
+    assert not app.exception and shown(app) == expected("bm25", 10)
     app.radio[0].set_value("语义").run()
-    assert not app.exception and len(citations(app)) == 3 and citations(app) != hybrid
+    assert not app.exception and shown(app) == expected("vector", 10)
+    assert len({tuple(expected(mode, 10)) for mode in ("hybrid", "bm25", "vector")}) > 1  # the switch shows
+    app.slider[0].set_value(3).run()
+    assert len(card_titles(app)) == 3 and shown(app) == expected("vector", 3)
 
 
 def test_filters_by_place_city_date_type_and_folder(index):

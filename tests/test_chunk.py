@@ -74,11 +74,25 @@ def test_spans_cover_every_character(real_docs, size):
         check_spans(doc, chunk_document(doc, ChunkSettings(size=size, min_size=min(80, size // 2))))
 
 
-@pytest.mark.parametrize("size", [400, 120, 50])
-def test_size_is_a_hard_maximum(real_docs, size):
+@pytest.mark.parametrize("size, article_size", [(400, 600), (400, 400), (120, 120), (50, 50), (600, 300)])
+def test_size_is_a_hard_maximum(real_docs, size, article_size):
     for doc in real_docs:
-        for c in chunk_document(doc, ChunkSettings(size=size, min_size=0)):
-            assert len(c.text) <= size, (doc.id, c.ordinal, len(c.text))
+        for c in chunk_document(doc, ChunkSettings(size=size, min_size=0, article_size=article_size)):
+            assert len(c.text) <= (article_size if c.article else size), (doc.id, c.ordinal, len(c.text))
+
+
+def test_law_articles_are_packed_to_the_article_size_and_prose_to_the_size(shared, real_docs):
+    """The default: prose passages up to 400 characters, passages of law articles up to 600 and
+    longer than 400 where articles allow, so a statute has fewer, fuller passages."""
+    settings = ChunkSettings()
+    assert (settings.size, settings.article_size) == (400, 600)
+    law = make_doc(shared / "corpus" / LAW_CONTRACTS)
+    packed, narrow = chunk_document(law, settings), chunk_document(law, ChunkSettings(article_size=400))
+    assert len(packed) < 0.8 * len(narrow)
+    assert any(len(c.text) > 400 for c in packed if c.article)
+    assert all(len(c.text) <= 400 for c in packed if not c.article)
+    prose = [doc for doc in real_docs if doc.id == Path(POLICY_INLINE).name]
+    assert prose and chunk_document(prose[0], settings) == chunk_document(prose[0], ChunkSettings(article_size=400))
 
 
 @pytest.mark.parametrize("size", [400, 120])
@@ -113,7 +127,7 @@ def law_articles(text: str) -> list[tuple[str, int, int]]:
 @pytest.mark.parametrize("size", [400, 200])
 def test_article_that_fits_is_never_split(shared, law, size):
     doc = make_doc(shared / "corpus" / law)
-    chunks = chunk_document(doc, ChunkSettings(size=size))
+    chunks = chunk_document(doc, ChunkSettings(size=size, article_size=size))
     articles = law_articles(doc.text)
     assert len(articles) > 20
     fitting = [(label, s, e) for label, s, e in articles if e - s <= size]
@@ -130,7 +144,7 @@ def test_article_labels_name_first_and_last_article(shared, law, size):
     doc = make_doc(shared / "corpus" / law)
     articles = law_articles(doc.text)
     ranges, singles = 0, 0
-    for c in chunk_document(doc, ChunkSettings(size=size)):
+    for c in chunk_document(doc, ChunkSettings(size=size, article_size=size)):
         touched = [label for label, s, e in articles if s < c.end and e > c.start]
         if not touched:
             expected = ""
@@ -251,7 +265,7 @@ def test_long_article_parts_keep_the_label():
     sentence = "用人单位应当依法支付劳动报酬并缴纳社会保险费。"
     text = "第十条 " + sentence * 13 + "\n\n第十一条 " + sentence + "\n"
     doc = text_doc(text)
-    chunks = chunk_document(doc, ChunkSettings(size=100, min_size=20))
+    chunks = chunk_document(doc, ChunkSettings(size=100, min_size=20, article_size=100))
     check_spans(doc, chunks)
     assert len(chunks) >= 3
     assert all(c.article.startswith("第十条") for c in chunks)
@@ -298,7 +312,8 @@ def test_empty_and_blank_documents():
 
 
 @pytest.mark.parametrize("kwargs", [{"size": 49}, {"size": 400, "min_size": -1}, {"size": 400, "min_size": 400},
-                                    {"size": "400"}, {"size": 400.0}, {"min_size": True}])
+                                    {"size": "400"}, {"size": 400.0}, {"min_size": True}, {"article_size": 49},
+                                    {"article_size": "600"}])
 def test_settings_validation(kwargs):
     with pytest.raises(ValueError):
         ChunkSettings(**kwargs)
@@ -306,7 +321,7 @@ def test_settings_validation(kwargs):
 
 def test_settings_round_trip():
     settings = ChunkSettings(size=300, min_size=60)
-    assert settings.as_dict() == {"size": 300, "min_size": 60}
+    assert settings.as_dict() == {"size": 300, "min_size": 60, "article_size": 600}
     assert ChunkSettings(**settings.as_dict()) == settings
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.size = 10  # type: ignore[misc]

@@ -81,6 +81,37 @@ def test_eval_json_prints_every_mode(index, tmp_path, capsys):
     assert results["bm25"]["MRR@10"] == 1.0 and results["hybrid"]["Recall@10"] == 1.0
 
 
+def test_eval_writes_its_block_into_a_markdown_file_and_keeps_the_rest(index, tmp_path, capsys):
+    folder = tmp_path / "demo-set"
+    folder.mkdir()
+    queries, qrels = folder / "queries.jsonl", folder / "qrels.tsv"
+    queries.write_text(json.dumps({"_id": "1", "text": "江门市产业工人发展党员计划"}, ensure_ascii=False) + "\n",
+                       encoding="utf-8")
+    qrels.write_text(f"query-id\tcorpus-id\tscore\n1\t{DEMO_REPORT.name}\t1\n", encoding="utf-8")
+    doc = tmp_path / "eval.md"
+    doc.write_text("# Quality\n\nAnalysis above.\n\n<!-- kb eval demo-set -->\nold table\n<!-- /kb eval demo-set -->\n\n"
+                   "Analysis below.\n", encoding="utf-8")
+    argv = ["eval", "--queries", str(queries), "--qrels", str(qrels), "--index", str(index), "--all-modes",
+            "--write", str(doc)]
+    for _ in range(2):  # the second run replaces the first run's block, nothing else changes
+        assert main(argv) == 0
+        text = doc.read_text(encoding="utf-8")
+        assert "old table" not in text and text.count("<!-- kb eval demo-set -->") == 1
+        assert text.startswith("# Quality\n\nAnalysis above.\n\n") and text.endswith("\n\nAnalysis below.\n")
+    block = text.split("<!-- kb eval demo-set -->")[1].split("<!-- /kb eval demo-set -->")[0]
+    assert "1 queries, evidence located for 0" in block and "6 documents" in block
+    assert "model `fake/char-bigram-hash-256`" in block and "law articles packed to 600" in block
+    assert [line.split(" | ")[0] for line in block.splitlines() if line.startswith("| ") and "---" not in line] == \
+        ["| mode", "| bm25", "| vector", "| hybrid"]
+    assert "| hybrid | 1.000 | 1.000 |" in block
+    # No markers yet: the block is appended under a heading of its name.
+    assert main(argv + ["--name", "other"]) == 0
+    assert doc.read_text(encoding="utf-8").split("Analysis below.\n", 1)[1].startswith("\n## other\n\n<!-- kb eval other -->")
+    capsys.readouterr()
+    assert main(argv + ["--name", "bad name"]) == 1
+    assert "report name 'bad name'" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
     (["search", "工资", "--index", "{tmp}/nothing"], "no index at"),
     (["ingest", "{tmp}/no-such-folder", "--index", "{tmp}/i2", "--model", "fake"], "no-such-folder"),

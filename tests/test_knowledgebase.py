@@ -164,6 +164,27 @@ def test_load_refuses_other_model_tokenizer_format_and_damage(tmp_path, corpus):
         KnowledgeBase.load(index)
 
 
+def test_index_from_before_article_size_keeps_cutting_articles_at_its_size(tmp_path, corpus):
+    """A manifest without article_size was written when law articles were cut at `size`: loading
+    and updating it keeps that, so unchanged documents keep their passages and vectors."""
+    from kb.knowledgebase import update_index
+
+    index = tmp_path / "index"
+    kb = new_kb(index)
+    kb.ingest([corpus])
+    build = kb.save()
+    manifest_path = build / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["chunking"]["article_size"]
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    assert KnowledgeBase.load(index).chunking.article_size == 400
+    updated, _ = update_index(index, [corpus], model="fake")
+    assert updated.chunking.as_dict() == {"size": 400, "min_size": 80, "article_size": 400}
+    updated, _ = update_index(index, [corpus], model="fake", article_size=700)
+    assert updated.chunking.article_size == 700
+
+
 def test_save_swaps_builds_and_keeps_one_previous(tmp_path, corpus):
     index = tmp_path / "index"
     kb = new_kb(index)
