@@ -21,6 +21,7 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kb.lexical import BM25Index  # noqa: E402
-from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize  # noqa: E402
+from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, normalize, tokenize  # noqa: E402
 
 WINDOW = 400
 K = 10
@@ -52,9 +53,31 @@ def _cjk_jieba_concat(text: str) -> list[str]:
     return tokenize(text, "cjk-bigram") + tokenize(text, "jieba")
 
 
+# A policy-domain user dictionary of the kind the issue suggests (labour, union and relief-policy
+# terms), written from the domain, not from the eval questions. Each occurrence in a text adds the
+# whole term as one more token, so an exact multi-character term match scores above its grams.
+DOMAIN_TERMS = (
+    "产业工人", "产改", "产业工人队伍建设改革", "根治欠薪", "欠薪", "拖欠工资", "农民工工资", "工资支付",
+    "集体协商", "工资集体协商", "集体合同", "劳动合同", "劳务派遣", "劳动争议", "劳动仲裁", "劳动保障监察",
+    "社会保险", "失业保险", "失业保险金", "工伤保险", "医疗保险", "养老保险", "住房公积金", "最低工资",
+    "加班费", "经济补偿", "稳岗补贴", "稳岗返还", "以工代训", "职业技能培训", "技能提升", "就业补贴",
+    "创业担保贷款", "复工复产", "返岗复工", "灵活就业", "新就业形态", "职工代表大会", "厂务公开", "工会经费",
+    "劳动模范", "高技能人才", "技能人才", "职业资格", "职称评审", "困难职工", "减税降费", "社会保险费",
+    "延期缴纳", "阶段性减免",
+)
+_DOMAIN_PATTERNS = [re.compile(re.escape(term)) for term in DOMAIN_TERMS]
+
+
+def _with_domain_terms(text: str) -> list[str]:
+    normal = normalize(text)
+    return tokenize(text) + [term for term, pattern in zip(DOMAIN_TERMS, _DOMAIN_PATTERNS)
+                             for _ in pattern.finditer(normal)]
+
+
 EXPERIMENTAL: dict[str, Callable[[str], list[str]]] = {
     f"x:{DEFAULT_TOKENIZER}-stopchars": _stopchars,
     "x:cjk-bigram+jieba-all": _cjk_jieba_concat,
+    f"x:{DEFAULT_TOKENIZER}+domain-terms": _with_domain_terms,
 }
 
 
