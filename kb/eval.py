@@ -139,7 +139,8 @@ def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest
         f"({info['dim']}-dim), {info['vector_index']} vector search; hybrid: RRF k {settings.rrf_k} over each "
         f"mode's top max(k, {settings.depth}), vector weight "
         f"{'adaptive' if settings.adaptive else settings.weights.get('vector', 1.0)}, document match "
-        f"{settings.document_weight:g} × coverage over {settings.document_candidates} passages, hierarchy step "
+        f"{settings.document_weight:g} (× each document's share of the query's pairs) over the first "
+        f"{settings.document_candidates} passages, hierarchy step "
         f"{settings.hierarchy_step:g}.",
         "",
         *markdown_table(results),

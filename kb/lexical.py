@@ -315,18 +315,37 @@ class BM25Index:
         `average_length` is the average group length over the whole collection (for the length
         norm); idf stays the passages' own, so groups need no index of their own.
         """
+        terms = self._query_terms(query_tokens)
+        counts, lengths = self._group_counts([term_id for term_id, _ in terms], groups)
+        if average_length <= 0:
+            return np.zeros(len(groups), dtype=np.float64)
+        norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
         scores = np.zeros(len(groups), dtype=np.float64)
-        if not len(groups) or average_length <= 0:
-            return scores
+        for (term_id, repeats), tf in zip(terms, counts):
+            scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
+        return scores
+
+    def grouped_presence(self, terms: Sequence[str], groups: Sequence[np.ndarray]) -> np.ndarray:
+        """Which of `terms` occur in each group of passages: a bool array, terms × groups."""
+        present = np.zeros((len(terms), len(groups)), dtype=bool)
+        known = [(i, self._term_ids[term]) for i, term in enumerate(terms) if term in self._term_ids]
+        counts, _ = self._group_counts([term_id for _, term_id in known], groups)
+        for (i, _), tf in zip(known, counts):
+            present[i] = tf > 0
+        return present
+
+    def _group_counts(self, term_ids: list[int], groups: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+        """Occurrences of each term in each group (one array per term), and each group's length in tokens."""
+        if not len(groups):
+            return [np.zeros(0) for _ in term_ids], np.zeros(0)
         rows = np.concatenate([np.asarray(group, dtype=np.int64) for group in groups])
         owner = np.repeat(np.arange(len(groups)), [len(group) for group in groups])
         lengths = np.bincount(owner, weights=self._doc_len[rows], minlength=len(groups))
-        norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
-        for term_id, repeats in self._query_terms(query_tokens):
+        counts = []
+        for term_id in term_ids:
             found, where = self._find(term_id, rows)
-            tf = np.bincount(owner[found], weights=self._tf[where], minlength=len(groups))
-            scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
-        return scores
+            counts.append(np.bincount(owner[found], weights=self._tf[where], minlength=len(groups)))
+        return counts, lengths
 
     def top(self, query_tokens: Sequence[str], k: int,
             mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -84,9 +84,9 @@ def test_labelled_questions_find_their_documents(built, shared, tmp_path):
     assert metrics["hybrid"]["MRR@10"] >= 0.80
     assert metrics["hybrid"]["Success@10"] >= 0.80
     # Quality floor for CI, just below what this sample measured (2026-11-26, with the document
-    # match: hybrid nDCG@10 0.981, Success@5 1.0; before it 0.975 / 1.0; bm25 0.986 / 0.977): a
+    # match: hybrid nDCG@10 0.987, Success@5 1.0; before it 0.975 / 1.0; bm25 0.986 / 0.977): a
     # change that loses more is a regression to look at.
-    assert metrics["hybrid"]["nDCG@10"] >= 0.97
+    assert metrics["hybrid"]["nDCG@10"] >= 0.98
     assert metrics["hybrid"]["Success@5"] >= 0.97
 
     # And per question, as a user sees it: its document among the first five hybrid hits.

@@ -277,7 +277,8 @@ def test_hybrid_trusts_vectors_less_when_bm25_covers_the_query(tmp_path, corpus,
 def test_hybrid_lifts_the_notice_that_matches_the_whole_question_but_not_statutes(tmp_path):
     """Two versions of one notice share their first section; only one also answers the question's
     second half. Hybrid lifts that document's passages more than the other's, and does not re-rank
-    the same texts filed as local regulations (the hierarchy of legal force orders those)."""
+    the same texts filed as local regulations (the hierarchy of legal force orders those). A notice
+    without the query's words gains nothing."""
     title = "关于做好疫情防控期间就业和社会保险工作的通知"
     shared = "一、发放失业保险金\n对受疫情影响暂时失业的参保人员，由参保地经办机构按规定及时发放失业保险金，不得以任何理由拖延。"
     answers = "二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，补贴资金从就业补助资金列支。"
@@ -292,18 +293,44 @@ def test_hybrid_lifts_the_notice_that_matches_the_whole_question_but_not_statute
             (docs / folder / name / "通知.txt").write_text(f"{title}\n\n{shared}\n\n{second}\n", encoding="utf-8")
         kb = new_kb(tmp_path / folder / "index")
         kb.ingest([docs])
-        without = {(h.doc_id, h.ordinal): h.score for h in kb.search(question, k=4, settings=SearchSettings(document_weight=0))}
-        gains = {key: hit.score - without[key] for hit in kb.search(question, k=4)
+        without = {(h.doc_id, h.ordinal): h.score for h in kb.search(question, k=20, settings=SearchSettings(document_weight=0))}
+        gains = {key: hit.score - without[key] for hit in kb.search(question, k=20)
                  for key in [(hit.doc_id, hit.ordinal)]}
-        assert len(gains) == 4
+        assert len(gains) == len(kb.chunks) >= 4
         by_doc = {name: {round(gain, 9) for (doc, _), gain in gains.items() if doc == f"docs/{folder}/{name}/通知.txt"}
                   for name in ("a", "b")}
         if lifted:
             # Every passage of a document gains the same; the whole-question match gains most.
             (gain_a,), (gain_b,) = by_doc["a"], by_doc["b"]
             assert gain_b > gain_a > 0
+            # A term neither notice holds: vectors still return their passages, unlifted.
+            hits = kb.search("欠薪", k=20)
+            assert hits and [hit.score for hit in hits] == [hit.score for hit in kb.search(
+                "欠薪", k=20, settings=SearchSettings(document_weight=0))]
         else:
             assert set(gains.values()) == {0.0}
+
+
+def test_document_match_lifts_only_documents_holding_the_query_words(tmp_path, corpus):
+    """On real notices: a passage gains from the document match only if its document holds some
+    of the query's character pairs, and more when it holds more of them."""
+    from kb.search import SearchSettings
+    from kb.tokenize import normalize, tokenize
+
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([corpus])
+    lifted = 0
+    for query in ("欠薪", "用人单位拖欠劳动者工资怎么办", "疫情防控期间企业复工复产有哪些支持措施", "江门 产业工人"):
+        pairs = {token for token in tokenize(query) if len(token) == 2}
+        without = {(h.doc_id, h.ordinal): h.score for h in kb.search(query, k=50, settings=SearchSettings(document_weight=0))}
+        for hit in kb.search(query, k=50):
+            gain = hit.score - without[(hit.doc_id, hit.ordinal)]
+            held = sum(pair in normalize(kb.document(hit.doc_id).text + hit.title) for pair in pairs)
+            assert gain >= -1e-12
+            if gain > 1e-12:
+                lifted += 1
+                assert held, (query, hit.doc_id)
+    assert lifted
 
 
 def test_traditional_or_variant_query_finds_what_its_ordinary_form_finds(tmp_path, corpus):
