@@ -32,7 +32,16 @@ def ensure_environment(extras: str) -> None:
 
 def app(extra_args: list[str]) -> None:
     ensure_environment("")
-    run(str(BIN / "kb"), "ingest", "corpus")
+    kb = str(BIN / "kb")
+    ingest = [kb, "ingest", "corpus"]
+    if (ROOT / "index").exists() and not os.environ.get("KB_INDEX"):
+        info = subprocess.run([kb, "info", "--json"], cwd=ROOT, capture_output=True, text=True)
+        if info.returncode != 0 and "--rebuild" in info.stderr:
+            # Written by an older kb (format or tokenizer) or damaged: corpus/ holds all the demo
+            # index had, uploads included, and cached vectors are reused.
+            print(info.stderr.strip(), "-> rebuilding it from corpus/", flush=True)
+            ingest.insert(2, "--rebuild")
+    run(*ingest)
     os.execv(str(BIN / "streamlit"), [str(BIN / "streamlit"), "run", str(ROOT / "app.py"), *extra_args])
 
 
