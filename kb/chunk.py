@@ -283,6 +283,37 @@ def _article(group: list[_Unit]) -> str:
     return labels[0] if labels[0] == labels[-1] else f"{labels[0]}至{labels[-1]}"
 
 
+_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
+_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
+_ARTICLE_NUMBER = re.compile(f"第([{_NUM}]+)条")
+
+
+def chinese_number(text: str) -> int | None:
+    """三十八 -> 38, 一百零二 -> 102, 十 -> 10, 38 -> 38; None when `text` is not a number."""
+    if text.isdigit():
+        return int(text)
+    total, section, digit = 0, 0, None
+    for char in text:
+        if char in _DIGITS:
+            digit = _DIGITS[char]
+        elif char in _UNITS:
+            unit = _UNITS[char]
+            if unit == 10000:
+                total, section, digit = (total + section + (digit or 0)) * unit, 0, None
+            else:
+                section, digit = section + (1 if digit is None else digit) * unit, None
+        else:
+            return None
+    return total + section + (digit or 0)
+
+
+def article_range(label: str) -> tuple[int, int] | None:
+    """The first and last article a passage label covers: 第三十六条至第三十八条 -> (36, 38)."""
+    numbers = [chinese_number(m.group(1)) for m in _ARTICLE_NUMBER.finditer(label)]
+    numbers = [n for n in numbers if n is not None]
+    return (numbers[0], numbers[-1]) if numbers else None
+
+
 def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
     """Cut a document into passages of at most `settings.size` characters (`article_size` for law
     articles), covering all its text."""

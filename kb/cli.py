@@ -18,6 +18,7 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
   kb search "江门 产业工人 发展党员"               numbered passages with citations
   kb search "老板拖了三个月工资不发怎么办" --json   the same as a JSON array
   kb search "集体协商" --place 浙江 --since 2014   only Zhejiang documents dated 2014 or later
+  kb search "劳动合同法第三十八条"                 that article first; 国办发[2020]4号 finds that number
   kb info                                        what the index holds
   kb check                                       verify the index: checksums, structure, cache
   kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode

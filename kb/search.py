@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kb.chunk import indexed_text
+from kb.chunk import article_range, chinese_number, indexed_text
 from kb.dense import Embedder, VectorIndex
 from kb.errors import BadQuery
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
@@ -118,6 +118,11 @@ class Searcher:
         by_doc = np.argsort(self._doc_of_chunk, kind="stable")
         self._rows_of_doc = np.split(by_doc, np.cumsum(np.bincount(self._doc_of_chunk, minlength=len(self._doc_list)))[:-1])
         self._average_doc_tokens = float(bm25.passage_lengths.sum()) / max(1, len(self._doc_list))
+        self._docs_by_title: dict[str, list[int]] = {}
+        for position, doc in enumerate(self._doc_list):
+            title = _law_title(doc.title)
+            if len(title) >= 3:
+                self._docs_by_title.setdefault(title, []).append(position)
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -159,6 +164,8 @@ class Searcher:
         else:
             ids, scores = results[mode]
             fused = list(zip(ids.tolist(), scores.tolist()))
+        if mode != "vector":
+            fused = self._cited_articles_first(fused, query, mask)[:k]
         positions = {name: {row: rank for rank, row in enumerate(ranked, 1)} for name, ranked in rankings.items()}
         return [self._hit(row, score, rank, query if terms else "",
                           {name: pos[row] for name, pos in positions.items() if row in pos})
@@ -171,6 +178,37 @@ class Searcher:
                    text=chunk.text, start=chunk.start, end=chunk.end, page=chunk.page, section=chunk.section,
                    article=chunk.article, ordinal=chunk.ordinal, matched_terms=matched_terms(query, chunk.text) if query else (),
                    ranks=ranks, meta=doc.meta)
+
+    def _cited_articles_first(self, ranked: list[tuple[int, float]], query: str,
+                              mask: np.ndarray | None) -> list[tuple[int, float]]:
+        """`ranked` with the passages of the articles the query cites by law and number first.
+
+        劳动合同法第三十八条 asks for that article, whatever the words around it: the passages whose
+        article range covers 38 in a document titled (中华人民共和国)劳动合同法. Only the longest
+        titles found in the query count, so 劳动合同法实施条例第十条 is not also 劳动合同法's.
+        """
+        if "条" not in query:
+            return ranked
+        numbers = {n for m in _ARTICLE_REF.finditer(normalize(query)) if (n := chinese_number(m.group(1))) is not None}
+        if not numbers:
+            return ranked
+        text = normalize(query)
+        titles = [title for title in self._docs_by_title if title in text]
+        titles = [title for title in titles if not any(title != other and title in other for other in titles)]
+        cited = []
+        for title in titles:
+            for doc in self._docs_by_title[title]:
+                for row in self._rows_of_doc[doc].tolist():
+                    span = article_range(self.chunks[row].article)
+                    if span and any(span[0] <= n <= span[1] for n in numbers) and (mask is None or mask[row]):
+                        cited.append(row)
+        if not cited:
+            return ranked
+        top = ranked[0][1] if ranked else 0.0
+        first = set(cited)
+        # Scores just above the best other hit, in the cited order: ranks stay readable.
+        return [(row, top + 1e-6 * (len(cited) - i)) for i, row in enumerate(cited)] + \
+            [(row, score) for row, score in ranked if row not in first]
 
     def _add_document_match(self, fused: list[tuple[int, float]], query_tokens: list[str],
                             settings: SearchSettings) -> list[tuple[int, float]]:
@@ -235,6 +273,15 @@ class Searcher:
             while len(self._query_vectors) > QUERY_CACHE_SIZE:
                 self._query_vectors.popitem(last=False)
         return vector
+
+
+_ARTICLE_REF = re.compile("第([零〇一二三四五六七八九十百千万两0-9]+)条")
+
+
+def _law_title(title: str) -> str:
+    """A title as a query names the law: 中华人民共和国劳动合同法(2012-12-28) -> 劳动合同法."""
+    title = re.sub(r"\(\d{4}-\d\d-\d\d\)$", "", normalize(title)).strip().strip("《》")
+    return title.removeprefix("中华人民共和国")
 
 
 def _under(doc_id: str, prefix: str) -> bool:

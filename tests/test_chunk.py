@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.chunk import ChunkSettings, chunk_document
+from kb.chunk import ChunkSettings, article_range, chinese_number, chunk_document
 from kb.records import Document
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
@@ -334,3 +334,18 @@ def test_numbered_paragraph_is_not_a_title_but_ends_the_previous_one():
     chunks = chunk_document(text_doc(text))
     assert [c.section for c in chunks] == ["一、总体要求", ""]
     assert chunks[1].text.startswith("二、")
+
+
+def test_chinese_numbers_and_article_ranges(shared):
+    assert [chinese_number(t) for t in ("十", "十二", "三十八", "一百零二", "两百", "一千二百六十", "38", "三十八条")] == \
+        [10, 12, 38, 102, 200, 1260, 38, None]
+    assert article_range("第三十六条至第三十八条") == (36, 38) and article_range("第十条之一") == (10, 10)
+    assert article_range("") is None
+    # Every passage label of the civil code's contract book reads back as the articles it holds.
+    doc = make_doc(shared / "corpus" / LAW_CONTRACTS)
+    articles = law_articles(doc.text)
+    numbered = {label: chinese_number(label[1:label.index("条")]) for label, _, _ in articles}
+    assert sorted(numbered.values()) == list(range(min(numbered.values()), max(numbered.values()) + 1))
+    for chunk in chunk_document(doc):
+        touched = [numbered[label] for label, s, e in articles if s < chunk.end and e > chunk.start]
+        assert article_range(chunk.article) == ((touched[0], touched[-1]) if touched else None)

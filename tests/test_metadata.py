@@ -202,3 +202,21 @@ def test_hybrid_puts_higher_law_first_unless_the_query_names_a_place(laws_kb):
         [h.doc_id for h in laws_kb.search(with_place, k=20, settings=flat)]
     bm25 = laws_kb.search(query, mode="bm25", k=20)  # only hybrid ranks by the hierarchy
     assert [h.doc_id for h in bm25] == [h.doc_id for h in laws_kb.search(query, mode="bm25", k=20, settings=flat)]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "bm25"])
+def test_a_cited_article_of_a_named_law_comes_first(laws_kb, mode):
+    """劳动合同法第三十八条 (or 第38条, with words around it) answers with that article first; the
+    same for a local regulation; a filter that excludes the law is respected, and an article number
+    without a law name, or the vector mode, keeps the list's own order."""
+    for query, title, number in (("劳动合同法第三十八条", "劳动合同法", "第三十八条"),
+                                 ("劳动者依照劳动合同法第38条解除劳动合同", "劳动合同法", "第三十八条"),
+                                 ("《杭州市企业工资集体协商条例》第十条", "杭州市企业工资集体协商条例", "第十条")):
+        top = laws_kb.search(query, mode=mode, k=5)[0]
+        assert title in top.title and f"\n{number}" in "\n" + top.text, (query, top.article)
+    assert all("劳动合同法" not in hit.title for hit in
+               laws_kb.search("劳动合同法第三十八条", mode=mode, k=5, filters=Filters(place="浙江")))
+    # Without a law's name the number alone re-ranks nothing: the order is the mode's own list.
+    assert [hit.ranks["bm25"] for hit in laws_kb.search("第三十八条", mode="bm25", k=5)] == [1, 2, 3, 4, 5]
+    # The semantic mode is left alone too.
+    assert [hit.ranks["vector"] for hit in laws_kb.search("劳动合同法第三十八条", mode="vector", k=5)] == [1, 2, 3, 4, 5]
