@@ -307,10 +307,15 @@ def chinese_number(text: str) -> int | None:
     return total + section + (digit or 0)
 
 
+def article_numbers(text: str) -> list[int]:
+    """The numbers of the articles `text` names, in order: 劳动合同法第三十八条、第39条 -> [38, 39]."""
+    numbers = [chinese_number(m.group(1)) for m in _ARTICLE_NUMBER.finditer(text)]
+    return [n for n in numbers if n is not None]
+
+
 def article_range(label: str) -> tuple[int, int] | None:
     """The first and last article a passage label covers: 第三十六条至第三十八条 -> (36, 38)."""
-    numbers = [chinese_number(m.group(1)) for m in _ARTICLE_NUMBER.finditer(label)]
-    numbers = [n for n in numbers if n is not None]
+    numbers = article_numbers(label)
     return (numbers[0], numbers[-1]) if numbers else None
 
 

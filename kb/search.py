@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kb.chunk import article_range, chinese_number, indexed_text
+from kb.chunk import article_numbers, article_range, indexed_text
 from kb.dense import Embedder, VectorIndex
 from kb.errors import BadQuery
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
@@ -152,8 +152,8 @@ class Searcher:
         rankings = {name: ids.tolist() for name, (ids, _) in results.items()}
         if mode == "hybrid":
             weights = dict(settings.weights)
-            coverage = self._coverage(query_tokens, rankings["bm25"][0]) if rankings["bm25"] else 0.0
             if settings.adaptive:
+                coverage = self._coverage(query_tokens, rankings["bm25"][0]) if rankings["bm25"] else 0.0
                 weights["vector"] = weights.get("vector", 1.0) * vector_trust(coverage)
             fused = reciprocal_rank_fusion(rankings, weights, settings.rrf_k)
             if settings.document_weight:
@@ -189,10 +189,10 @@ class Searcher:
         """
         if "条" not in query:
             return ranked
-        numbers = {n for m in _ARTICLE_REF.finditer(normalize(query)) if (n := chinese_number(m.group(1))) is not None}
+        text = normalize(query)
+        numbers = set(article_numbers(text))
         if not numbers:
             return ranked
-        text = normalize(query)
         titles = [title for title in self._docs_by_title if title in text]
         titles = [title for title in titles if not any(title != other and title in other for other in titles)]
         cited = []
@@ -273,9 +273,6 @@ class Searcher:
             while len(self._query_vectors) > QUERY_CACHE_SIZE:
                 self._query_vectors.popitem(last=False)
         return vector
-
-
-_ARTICLE_REF = re.compile("第([零〇一二三四五六七八九十百千万两0-9]+)条")
 
 
 def _law_title(title: str) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.chunk import ChunkSettings, article_range, chinese_number, chunk_document
+from kb.chunk import ChunkSettings, article_numbers, article_range, chinese_number, chunk_document
 from kb.records import Document
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
@@ -341,6 +341,7 @@ def test_chinese_numbers_and_article_ranges(shared):
         [10, 12, 38, 102, 200, 1260, 38, None]
     assert article_range("第三十六条至第三十八条") == (36, 38) and article_range("第十条之一") == (10, 10)
     assert article_range("") is None
+    assert article_numbers("劳动合同法第三十八条、第39条和第十条之一") == [38, 39, 10]
     # Every passage label of the civil code's contract book reads back as the articles it holds.
     doc = make_doc(shared / "corpus" / LAW_CONTRACTS)
     articles = law_articles(doc.text)
