@@ -14,7 +14,7 @@ from pathlib import Path, PurePath
 
 from kb.errors import KbError, UnreadableFile
 from kb.records import Document, Skipped
-from kb.tokenize import simplify, traditional_share
+from kb.tokenize import basic_ideographs, simplify, traditional_share
 
 FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf", ".docx": "docx",
            ".html": "html", ".htm": "html"}
@@ -200,7 +200,7 @@ def _common_characters() -> frozenset[str]:
 
 
 def _common_share(text: str) -> float:
-    ideographs = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
+    ideographs = basic_ideographs(text)
     if not ideographs:
         return 0.0
     common = _common_characters()
@@ -332,7 +332,9 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
         else:
             title = _title_from_line(re.sub(r"^#+ *", "", text.lstrip()) if kind == "md" else text, stem)
     if traditional_share(text) >= TRADITIONAL_SHARE:
-        text, title = _simplified(text), _simplified(title)
+        # Simplified, so that the index (tokens and vectors) and queries, simplified too, meet; the
+        # same length, so page offsets and spans still hold.
+        text, title = simplify(text), simplify(title)
     return Document(id=source.doc_id, path=path, title=title, text=text,
                     sha256=sha256 or hashlib.sha256(data).hexdigest(), format=kind, page_starts=page_starts)
 
@@ -340,15 +342,6 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
 # A simplified text has at most about 1 % of characters that t2s changes (measured on the policies and
 # laws corpora); a traditional one about 40 %.
 TRADITIONAL_SHARE = 0.1
-
-
-def _simplified(text: str) -> str:
-    """A traditional-character text in simplified characters, so that the index (tokens and vectors)
-    and queries, which are simplified too, meet. Same length, so page offsets and spans still hold."""
-    converted = simplify(text)
-    if len(converted) != len(text):  # a phrase rule changed the length: convert character by character
-        converted = "".join(simplify(ch) for ch in text)
-    return converted
 
 
 def _read_pdf(path: str, data: bytes, stem: str) -> tuple[str, str, tuple[int, ...]]:

@@ -61,20 +61,27 @@ def _converter():
     return _t2s_converter
 
 
+def basic_ideographs(text: str) -> str:
+    """The characters of `text` in the basic CJK block (U+4E00–U+9FFF), in order."""
+    return "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+
+
 def traditional_share(text: str) -> float:
     """Share of the CJK ideographs of `text` that are traditional forms on their own (勞 → 劳)."""
-    ideographs = [ch for ch in text if "\u4e00" <= ch <= "\u9fff"]
+    ideographs = basic_ideographs(text)
     if not ideographs:
         return 0.0
-    converted = _converter().convert("".join(ideographs))
-    if len(converted) != len(ideographs):  # a phrase rule changed the length: compare char by char
-        converted = "".join(_converter().convert(ch) for ch in ideographs)
-    return sum(a != b for a, b in zip(ideographs, converted)) / len(ideographs)
+    return sum(a != b for a, b in zip(ideographs, simplify(ideographs))) / len(ideographs)
 
 
 def simplify(text: str) -> str:
-    """`text` converted to simplified characters with OpenCC's t2s rules."""
-    return _converter().convert(text)
+    """`text` in simplified characters by OpenCC's t2s rules, character for character: same length,
+    so offsets into it still hold (where a phrase rule would change the length, each character is
+    converted alone)."""
+    converted = _converter().convert(text)
+    if len(converted) != len(text):
+        converted = "".join(_converter().convert(ch) for ch in text)
+    return converted
 
 
 def to_simplified(query: str) -> str:
