@@ -235,7 +235,7 @@ class KnowledgeBase:
 
     def passages_of(self, doc_id: str) -> list[Chunk]:
         """The passages of one document, in order (for context around a hit)."""
-        return [self._chunks[row] for row in self._rows_by_doc.get(doc_id, [])]
+        return [self._chunks[row] for row in self._searcher.rows_of(doc_id).tolist()]
 
     def info(self) -> dict:
         """Counts, model, tokenizer, build time, places and document types of the index, for `kb info` and the app."""
@@ -278,9 +278,6 @@ class KnowledgeBase:
             vectors = np.zeros((0, self.embedder.dim), np.float32)
         self._vectors = VectorIndex(vectors, self.vector_index, ann)
         self._bm25 = bm25
-        self._rows_by_doc: dict[str, list[int]] = {}
-        for row, chunk in enumerate(chunks):
-            self._rows_by_doc.setdefault(chunk.doc_id, []).append(row)
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
 
 

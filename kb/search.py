@@ -109,8 +109,8 @@ class Searcher:
         self.embedder = embedder
         self.tokenizer = tokenizer
         self._doc_list = list(documents.values())
-        position = {doc.id: i for i, doc in enumerate(self._doc_list)}
-        self._doc_of_chunk = np.fromiter((position[chunk.doc_id] for chunk in chunks), dtype=np.int64,
+        self._position = {doc.id: i for i, doc in enumerate(self._doc_list)}
+        self._doc_of_chunk = np.fromiter((self._position[chunk.doc_id] for chunk in chunks), dtype=np.int64,
                                          count=len(chunks))
         self._legal_rank = np.array([LEGAL_RANK_BELOW_LAW.get(doc.meta.doc_type, 0) for doc in self._doc_list] or [0],
                                     dtype=np.int8)
@@ -125,6 +125,11 @@ class Searcher:
                 self._docs_by_title.setdefault(title, []).append(position)
         self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._cache_lock = threading.Lock()
+
+    def rows_of(self, doc_id: str) -> np.ndarray:
+        """Passage numbers of one document, in order (empty for a document not indexed)."""
+        position = self._position.get(doc_id)
+        return self._rows_of_doc[position] if position is not None else np.zeros(0, dtype=np.int64)
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
                settings: SearchSettings = SearchSettings(), terms: bool = True,
