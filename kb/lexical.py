@@ -309,30 +309,21 @@ class BM25Index:
         return found, self._weights[where]
 
     def grouped_scores(self, query_tokens: Sequence[str], groups: Sequence[np.ndarray],
-                       average_length: float) -> np.ndarray:
-        """BM25 of each group of passages read as one text (a document): term counts and lengths summed.
+                       average_length: float) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """BM25 of each group of passages read as one text (a document): term counts and lengths
+        summed; and those counts, per query term the index knows (term -> occurrences per group).
 
         `average_length` is the average group length over the whole collection (for the length
         norm); idf stays the passages' own, so groups need no index of their own.
         """
         terms = self._query_terms(query_tokens)
         counts, lengths = self._group_counts([term_id for term_id, _ in terms], groups)
-        if average_length <= 0:
-            return np.zeros(len(groups), dtype=np.float64)
-        norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
         scores = np.zeros(len(groups), dtype=np.float64)
-        for (term_id, repeats), tf in zip(terms, counts):
-            scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
-        return scores
-
-    def grouped_presence(self, terms: Sequence[str], groups: Sequence[np.ndarray]) -> np.ndarray:
-        """Which of `terms` occur in each group of passages: a bool array, terms × groups."""
-        present = np.zeros((len(terms), len(groups)), dtype=bool)
-        known = [(i, self._term_ids[term]) for i, term in enumerate(terms) if term in self._term_ids]
-        counts, _ = self._group_counts([term_id for _, term_id in known], groups)
-        for (i, _), tf in zip(known, counts):
-            present[i] = tf > 0
-        return present
+        if average_length > 0:
+            norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
+            for (term_id, repeats), tf in zip(terms, counts):
+                scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
+        return scores, {self._vocabulary[term_id]: tf for (term_id, _), tf in zip(terms, counts)}
 
     def _group_counts(self, term_ids: list[int], groups: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
         """Occurrences of each term in each group (one array per term), and each group's length in tokens."""

@@ -227,8 +227,8 @@ class Searcher:
         groups = [self._rows_of_doc[doc] for doc in docs]
         # Ranked among all candidate documents, statutes included, so a lone notice among laws
         # does not come first by default.
-        scores = self.bm25.grouped_scores(query_tokens, groups, self._average_doc_tokens)
-        covered = self.bm25.grouped_presence(bigrams, groups).sum(axis=0) / len(bigrams)
+        scores, counts = self.bm25.grouped_scores(query_tokens, groups, self._average_doc_tokens)
+        covered = sum((counts[bigram] > 0 for bigram in bigrams if bigram in counts), np.zeros(len(docs))) / len(bigrams)
         order = sorted(range(len(docs)), key=lambda i: -scores[i])
         bonus = {docs[i]: settings.document_weight * covered[i] / (settings.rrf_k + rank)
                  for rank, i in enumerate(order, 1) if covered[i] > 0 and self._outside_hierarchy[docs[i]]}

@@ -240,13 +240,15 @@ def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference
     groups = [np.arange(start, start + 3) for start in range(0, 60, 3)]
     average = 3 * sum(map(len, passages)) / len(passages)
     for query in queries:
-        got = index.grouped_scores(query, groups, average)
-        for group, score in zip(groups, got):
+        got, term_counts = index.grouped_scores(query, groups, average)
+        assert set(term_counts) == {token for token in query if token in reference.idf}
+        for i, (group, score) in enumerate(zip(groups, got)):
             counts = Counter(token for row in group for token in passages[row])
+            assert all(term_counts[token][i] == counts[token] for token in term_counts)
             length = sum(len(passages[row]) for row in group)
             norm = index.k1 * (1 - index.b + index.b * length / average)
             expected = sum(reference.idf.get(token, 0.0) * counts[token] * (index.k1 + 1) / (counts[token] + norm)
                            for token in query if counts[token])
             assert score == pytest.approx(expected, rel=1e-9, abs=1e-12)
         assert got.any()
-    assert index.grouped_scores(queries[0], [], average).shape == (0,)
+    assert index.grouped_scores(queries[0], [], average)[0].shape == (0,)
