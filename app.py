@@ -15,12 +15,11 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from kb.answer import cite, extractive_answer, group_by_place, highlight_html
+from kb.answer import cite, extractive_answer, group_by_place, group_label, highlight_html
 from kb.errors import KbError
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv
 from kb.ingest import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, save_upload
 from kb.knowledgebase import KnowledgeBase, update_index
-from kb.metadata import place_label
 from kb.search import Filters
 from kb.store import current_build
 
@@ -223,7 +222,7 @@ def show_compare(kb: KnowledgeBase, query: str, mode: str, filters: Filters) -> 
     rows = []
     for group in groups:
         best = group.hits[0]
-        rows.append({"地区": place_label(group.place) or "未标明地区", "排名": best.rank,
+        rows.append({"地区": group_label(group), "排名": best.rank,
                      "最佳段落": best.text[:160] + ("…" if len(best.text) > 160 else ""),
                      "出处": cite(best).label(), "日期": best.meta.date, "文号": best.meta.doc_number,
                      "更多": " | ".join(cite(other).label() for other in group.hits[1:])})

@@ -99,6 +99,11 @@ def extractive_answer(query: str, hits: list[Hit], max_sentences: int = 3, from_
     return best
 
 
+def group_label(group: PlaceGroup) -> str:
+    """A compare row's place: 浙江省/杭州市, 全国, or 未标明地区 for documents that name none."""
+    return place_label(group.place) or "未标明地区"
+
+
 def group_by_place(hits: list[Hit], level: str = "city", per_place: int = 2) -> list[PlaceGroup]:
     """Hits grouped by the place of their document, at province or city level, best place first.
 

@@ -134,7 +134,7 @@ def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest
         f"{build_bytes / 1e6:.1f} MB; last ingest {info['created']}, {info['build_seconds']} s "
         "(vectors already in the embedding cache are reused, so a first build takes longer).",
         f"Settings: passages ≤ {chunking['size']} characters, law articles packed to "
-        f"{chunking.get('article_size', chunking['size'])}, tails ≥ {chunking['min_size']}; tokenizer "
+        f"{chunking['article_size']}, tails ≥ {chunking['min_size']}; tokenizer "
         f"`{info['tokenizer']}`; BM25 k1 {bm25.get('k1')}, b {bm25.get('b')}; model `{info['model']}` "
         f"({info['dim']}-dim), {info['vector_index']} vector search; hybrid: RRF k {settings.rrf_k} over each "
         f"mode's top max(k, {settings.depth}), vector weight "

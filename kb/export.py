@@ -4,7 +4,7 @@ from __future__ import annotations
 import csv
 import io
 
-from kb.answer import cite
+from kb.answer import cite, group_label
 from kb.metadata import place_label
 from kb.records import Hit, PlaceGroup
 
@@ -38,7 +38,7 @@ def places_to_csv(groups: list[PlaceGroup]) -> str:
         header += [f"passage_{n}", f"citation_{n}", f"date_{n}"]
     writer.writerow(header)
     for group in groups:
-        row = [place_label(group.place) or "未标明地区"]
+        row = [group_label(group)]
         for hit in group.hits:
             row += [hit.text, cite(hit).label(), hit.meta.date]
         writer.writerow(row)
