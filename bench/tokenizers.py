@@ -1,7 +1,7 @@
 """Compare BM25 tokenizers on the shared eval sets: document-level nDCG@10, Recall@10, MRR@10, speed.
 
 Usage: python bench/tokenizers.py [--set policies|laws|both] [--tokenizers a,b] [--experimental]
-                                  [--rank-bm25 N]
+                                  [--overlap N] [--rank-bm25 N]
 
 Each corpus document is cut into naive fixed windows (400 characters, no overlap) so the result
 does not depend on the project's chunker; one BM25Index per tokenizer is built over them and every
@@ -91,6 +91,7 @@ class EvalSet:
     doc_starts: np.ndarray  # index of each document's first window; documents without text left out
     queries: dict[str, str]
     qrels: dict[str, dict[str, float]]  # query id -> {document id: gain}
+    overlap: int = 0  # characters each window shares with the one before
 
     @property
     def chars(self) -> int:
@@ -101,8 +102,9 @@ def shared_path() -> Path:
     return Path(os.environ.get("KB_SHARED", ROOT.parent / "shared")).resolve()
 
 
-def load_set(shared: Path, name: str) -> EvalSet:
-    """Read corpus/<name> as windows and eval/<name>; documents sorted by id for a stable order."""
+def load_set(shared: Path, name: str, overlap: int = 0) -> EvalSet:
+    """Read corpus/<name> as windows (each starting `overlap` characters before the previous one
+    ends) and eval/<name>; documents sorted by id for a stable order."""
     corpus = shared / "corpus"
     files = sorted((p for p in (corpus / name).rglob("*") if p.is_file() and p.suffix in SUFFIXES),
                    key=lambda p: p.relative_to(corpus).as_posix())
@@ -113,7 +115,7 @@ def load_set(shared: Path, name: str) -> EvalSet:
             continue
         doc_ids.append(path.relative_to(corpus).as_posix())
         starts.append(len(windows))
-        windows.extend(text[i:i + WINDOW] for i in range(0, len(text), WINDOW))
+        windows.extend(text[i:i + WINDOW] for i in range(0, len(text), WINDOW - overlap))
     eval_dir = shared / "eval" / name
     with open(eval_dir / "queries.jsonl", encoding="utf-8") as f:
         queries = {str(q["_id"]): q["text"] for q in map(json.loads, filter(str.strip, f))}
@@ -128,7 +130,7 @@ def load_set(shared: Path, name: str) -> EvalSet:
     if unknown:
         print(f"warning: {len(unknown)} judged documents not in corpus/{name}, e.g. {sorted(unknown)[:3]}",
               file=sys.stderr)
-    return EvalSet(name, doc_ids, windows, np.asarray(starts, dtype=np.int64), queries, qrels)
+    return EvalSet(name, doc_ids, windows, np.asarray(starts, dtype=np.int64), queries, qrels, overlap)
 
 
 def metrics(ranked: list[str], relevant: dict[str, float]) -> tuple[float, float, float]:
@@ -183,7 +185,8 @@ def run_tokenizer(data: EvalSet, name: str, tokenizer: Callable[[str], list[str]
 
 
 def print_table(data: EvalSet, results: list[dict]) -> None:
-    print(f"\n## {data.name}: {len(data.doc_ids)} documents, {len(data.windows)} windows of {WINDOW} chars, "
+    print(f"\n## {data.name}: {len(data.doc_ids)} documents, {len(data.windows)} windows of {WINDOW} chars"
+          f" ({data.overlap} overlapping), "
           f"{data.chars / 1e6:.1f} M chars, {results[0]['queries']} queries")
     header = (f"| {'tokenizer':<34} | nDCG@10 | Recall@10 | MRR@10 | tokenize s | M chars/s | build s "
               f"| query ms | vocabulary | postings |")
@@ -227,6 +230,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokenizers", default=",".join(TOKENIZERS),
                         help="comma-separated registered tokenizers (default: all)")
     parser.add_argument("--experimental", action="store_true", help="also run the x: variants")
+    parser.add_argument("--overlap", type=int, default=0, metavar="N",
+                        help=f"windows start N characters before the previous one ends (0 to {WINDOW - 1})")
     parser.add_argument("--rank-bm25", type=int, default=0, metavar="N",
                         help="time rank_bm25 against BM25Index on the first N windows")
     args = parser.parse_args(argv)
@@ -243,7 +248,7 @@ def main(argv: list[str] | None = None) -> None:
     if not (shared / "corpus").is_dir():
         sys.exit(f"real data not found at {shared} (set KB_SHARED)")
     for set_name in (["policies", "laws"] if args.set == "both" else [args.set]):
-        data = load_set(shared, set_name)
+        data = load_set(shared, set_name, args.overlap)
         results = [run_tokenizer(data, name, fn) for name, fn in variants.items()]
         print_table(data, results)
         if args.rank_bm25:
