@@ -42,7 +42,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.dense import ANN_THRESHOLD, DEFAULT_MODEL, VectorIndexSettings, make_embedder  # noqa: E402
+from kb.dense import DEFAULT_MODEL, VectorIndexSettings, make_embedder  # noqa: E402
+from kb.settings import ann_threshold  # noqa: E402
 
 POOL = 256
 NOISE = 0.35  # relative to a unit vector: near-duplicates stay near, but distinct
@@ -184,7 +185,7 @@ def main() -> None:
     parser.add_argument("--passages", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--ann-threshold", type=int, default=ANN_THRESHOLD,
+    parser.add_argument("--ann-threshold", type=int, default=ann_threshold(),
                         help="passages above which the vector index is HNSW (default: kb's)")
     parser.add_argument("--index", help="measure this existing index instead of building corpora")
     parser.add_argument("--keep", help="build in this folder (one size) and keep it, to measure again with --index")

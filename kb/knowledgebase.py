@@ -15,8 +15,8 @@ import numpy as np
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
-from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, UnreadableFile
-from kb.ingest import discover, read_document
+from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, ModelUnavailable, UnreadableFile
+from kb.ingest import discover, file_digest, is_under, read_document, shown
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.metadata import METADATA_VERSION, with_metadata
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
@@ -42,6 +42,7 @@ class KnowledgeBase:
         self.vector_index = vector_index or VectorIndexSettings()
         self.manifest: dict = {}
         self.sources: list[str] = []
+        self._unsaved = True  # a new index is written even when empty
         self._set_state({}, [], np.zeros((0, self.embedder.dim), dtype=np.float32),
                         BM25Index.build([]))
 
@@ -80,6 +81,7 @@ class KnowledgeBase:
         kb = cls(index_dir, embedder, chunking, tokenizer_name, vector_index)
         kb.manifest = manifest
         kb.sources = list(manifest.get("sources", []))
+        kb._unsaved = False
         try:
             # Checksums verified means these are the arrays kb wrote and checked when building.
             bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **bm25_params, check_postings=not verify)
@@ -113,23 +115,25 @@ class KnowledgeBase:
                                arrays, vocabulary, self._vectors.ann_bytes())
         build = store.save(self.index_dir, data)
         self.manifest = data.manifest
+        self._unsaved = False
         return build
 
     # --- ingesting ----------------------------------------------------------------------------
 
     def ingest(self, paths: Iterable[str | Path], progress: Progress | None = None,
-               workers: int = 1) -> IngestReport:
+               workers: int = 1, follow_links: bool = False) -> IngestReport:
         """Add, update and drop documents under `paths`; embeds only passages not embedded before.
 
-        Files that no longer exist under a given folder are dropped; a file that cannot be read is
-        reported and, if an earlier version was indexed, that version is kept. `workers` > 1 parses
-        files and counts terms in that many processes.
+        Files that no longer exist under a given folder are dropped. A file or folder that exists
+        but cannot be read (permissions, a broken link, a FIFO, a parse error) is reported, and what
+        was indexed from it is kept. `workers` > 1 parses files and counts terms in that many
+        processes; `follow_links` follows symbolic links that leave the given paths.
         """
         started = time.monotonic()
         progress = progress or (lambda stage, done, total: None)
         timings: dict[str, float] = {}
         paths = list(paths)
-        sources, skipped = discover(paths)
+        sources, skipped = discover(paths, follow_links)
         skipped = list(skipped)
         documents = dict(self._documents)
         added, changed, unchanged = [], [], []
@@ -143,18 +147,27 @@ class KnowledgeBase:
                 if result is None:
                     unchanged.append(source.doc_id)
                 elif isinstance(result, Skipped):
-                    kept = " (the version indexed before is kept)" if source.doc_id in documents else ""
-                    skipped.append(Skipped(result.path, result.reason + kept))
+                    skipped.append(Skipped(result.path, result.reason, source.doc_id))
                 else:
                     (changed if source.doc_id in documents else added).append(source.doc_id)
                     documents[source.doc_id] = result
         seen = {source.doc_id for source in sources}
-        roots = sorted({source.root for source in sources} | {os.path.abspath(p) for p in paths})
-        removed = [doc_id for doc_id, doc in documents.items()
-                   if doc_id not in seen and any(_is_under(doc.path, root) for root in roots)]
+        roots = sorted({shown(source.root) for source in sources} | {shown(os.path.abspath(p)) for p in paths})
+        gone = [doc_id for doc_id, doc in documents.items()
+                if doc_id not in seen and any(is_under(doc.path, root) for root in roots)]
+        kept = [doc_id for doc_id in gone if any(_unreadable_here(doc_id, skip) for skip in skipped)]
+        removed = [doc_id for doc_id in gone if doc_id not in kept]
+        skipped = [_with_kept_note(skip, documents, kept) for skip in skipped]
         for doc_id in removed:
             del documents[doc_id]
-        if self.manifest.get("metadata_version", METADATA_VERSION) != METADATA_VERSION:
+        sources_now = sorted(set(self.sources) | set(roots))
+        stale_metadata = self.manifest.get("metadata_version", METADATA_VERSION) != METADATA_VERSION
+        if not (added or changed or removed or stale_metadata or self._unsaved or sources_now != self.sources
+                or self.manifest.get("chunking") != self.chunking.as_dict()):
+            # Nothing to re-chunk or re-embed, and nothing for save() to write (see update_index).
+            return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
+                                len(self._chunks), 0, time.monotonic() - started, timings, tuple(kept), False)
+        if stale_metadata:
             # Extraction changed since these documents were indexed: their text is here, re-read it.
             parsed = set(added) | set(changed)
             with _timed(timings, "parse"):
@@ -175,13 +188,19 @@ class KnowledgeBase:
             vectors, embedded = self._embed(texts, progress)
         with _timed(timings, "index"):
             bm25 = BM25Index.from_counts(counts)
-            self.sources = sorted(set(self.sources) | set(roots))
+            self.sources = sources_now
             self._set_state(documents, chunks, vectors, bm25)
+            self._unsaved = True
         seconds = time.monotonic() - started
         self.manifest = {**self.manifest, "build_seconds": round(seconds, 2),
                          "stage_seconds": {name: round(value, 2) for name, value in timings.items()}}
         return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
-                            len(chunks), embedded, seconds, timings)
+                            len(chunks), embedded, seconds, timings, tuple(kept))
+
+    @property
+    def unsaved(self) -> bool:
+        """True when the state in memory differs from the saved build (or there is none yet)."""
+        return self._unsaved
 
     def _embed(self, texts: list[str], progress: Progress) -> tuple[np.ndarray, int]:
         """Vectors for `texts`: from the embedding cache where present, else from the model (then cached)."""
@@ -202,6 +221,10 @@ class KnowledgeBase:
             for start in range(0, len(todo), EMBED_BATCH):
                 batch = todo[start:start + EMBED_BATCH]
                 embedded = self.embedder.embed_passages([texts[missing[key][0]] for key in batch])
+                if not all(store.usable_vector(vector) for vector in embedded):
+                    # Never into the cache or a build: a build with them would fail its check forever.
+                    raise ModelUnavailable(f"model {self.embedder.model_id} returned vectors that are not finite"
+                                           " or not of unit length; the previous index is unchanged")
                 for key, vector in zip(batch, embedded):
                     vectors[missing[key]] = vector
                 if cache:
@@ -281,8 +304,21 @@ class KnowledgeBase:
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
 
 
-def _is_under(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+def _unreadable_here(doc_id: str, skip: Skipped) -> bool:
+    """True when `skip` is the file of `doc_id`, or a folder above it, that exists but could not be read."""
+    return bool(skip.doc_id) and (doc_id == skip.doc_id or (skip.doc_id.endswith("/") and doc_id.startswith(skip.doc_id)))
+
+
+def _with_kept_note(skip: Skipped, documents: dict[str, Document], kept: list[str]) -> Skipped:
+    """The skip, saying what stays indexed from it: the file's earlier version, or a folder's documents."""
+    if not skip.doc_id:
+        return skip
+    if skip.doc_id.endswith("/"):
+        count = sum(1 for doc_id in kept if doc_id.startswith(skip.doc_id))
+        note = f" ({count} documents indexed from it before are kept)" if count else ""
+    else:
+        note = " (the version indexed before is kept)" if skip.doc_id in documents else ""
+    return Skipped(skip.path, skip.reason + note, skip.doc_id)
 
 
 @contextmanager
@@ -309,17 +345,22 @@ def _pool(workers: int):
 
 
 def _read_source(job) -> Document | Skipped | None:
-    """Parse one file; None when its content hash says it is unchanged."""
+    """Parse one file; None when its content hash says it is unchanged. Never raises: whatever goes
+    wrong with one file is a skip with its reason, and the rest of the batch goes on."""
     source, old_sha, old_path = job
     try:
-        sha = store.file_sha256(source.path)
-        if sha == old_sha and source.path == old_path:
+        sha = file_digest(source.path)
+        if sha == old_sha and shown(source.path) == old_path:
             return None
         return with_metadata(read_document(source, sha256=sha))
     except UnreadableFile as exc:
         return Skipped(exc.path, exc.reason)
+    except BadSettings:  # the same for every file: the ingest stops with it
+        raise
     except OSError as exc:
-        return Skipped(source.path, f"cannot read file: {exc.strerror or exc}")
+        return Skipped(shown(source.path), f"cannot read file: {exc.strerror or exc}")
+    except Exception as exc:  # a parser's bug or a hostile file must cost that file, not the ingest
+        return Skipped(shown(source.path), f"cannot parse file ({type(exc).__name__}: {exc})")
 
 
 def _count_slice(job) -> TermCounts:
@@ -329,7 +370,8 @@ def _count_slice(job) -> TermCounts:
 
 def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str | None = None,
                  progress: Progress | None = None, workers: int = 1, rebuild: bool = False,
-                 chunk_size: int | None = None, article_size: int | None = None) -> tuple["KnowledgeBase", IngestReport]:
+                 chunk_size: int | None = None, article_size: int | None = None,
+                 follow_links: bool = False) -> tuple["KnowledgeBase", IngestReport]:
     """Ingest `paths` into the index at `index_dir` and swap the new build in, holding the writer lock.
 
     Creates the index if there is none (or with `rebuild`). Readers keep answering from the previous
@@ -342,8 +384,9 @@ def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str 
         else:
             kb = KnowledgeBase.load(index_dir, model)
             kb.chunking = _resized(kb.chunking, chunk_size, article_size)
-        report = kb.ingest(paths, progress=progress, workers=workers)
-        kb.save()
+        report = kb.ingest(paths, progress=progress, workers=workers, follow_links=follow_links)
+        if kb.unsaved:  # an ingest that changed nothing writes no build (a running app keeps its own)
+            kb.save()
     return kb, report
 
 

@@ -73,10 +73,13 @@ class Hit:
 
 @dataclass(frozen=True)
 class Skipped:
-    """A file that was not indexed, and why."""
+    """A file or folder that was not indexed, and why."""
 
     path: str
     reason: str
+    # The id of what is there ("policies/a.txt"), or a folder's id prefix ("policies/sub/"), when it
+    # exists but cannot be read now: documents indexed from it before are kept, not removed.
+    doc_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,9 @@ class IngestReport:
     embedded: int  # passages embedded by the model in this run (the rest came from the cache)
     seconds: float
     stage_seconds: dict = field(default_factory=dict, compare=False)  # parse, chunk, tokenize, embed, index
+    # Documents whose file or folder could not be read this time: their indexed version stays.
+    kept: tuple[str, ...] = ()
+    updated: bool = True  # False when nothing changed: no new build is written
 
     @property
     def indexed(self) -> int:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from kb import __version__
-from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
+from kb.errors import IndexBusy, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError, KbError
 from kb.records import Chunk, Document, Metadata
 
 _BUILD_NAME = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # what save() names builds
@@ -53,10 +53,14 @@ class IndexData:
 
 
 def current_build(index_dir: Path) -> Path | None:
-    """The live build's directory, or None when the index has never been written."""
+    """The live build's directory, or None when the index has never been written.
+
+    Without CURRENT (deleted by hand, or lost with a disk), the newest complete build is the live
+    one: starting afresh would throw away everything indexed. The next save writes CURRENT again.
+    """
     pointer = index_dir / "CURRENT"
     if not pointer.is_file():
-        return None
+        return newest_complete_build(index_dir)
     try:
         name = pointer.read_bytes().decode("utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
@@ -67,6 +71,29 @@ def current_build(index_dir: Path) -> Path | None:
     if not build.is_dir():
         raise IndexCorrupt(f"{pointer}: names build {name}, which is not in {build.parent}; {REBUILD_HINT}")
     return build
+
+
+def newest_complete_build(index_dir: Path) -> Path | None:
+    """The newest build whose manifest is there and names only files that are there.
+
+    A build is renamed from .tmp-* only once complete, and its manifest is written last, so a build
+    folder with a readable manifest of kb's format and all its files is a whole build.
+    """
+    builds = index_dir / "builds"
+    try:
+        candidates = [entry for entry in builds.iterdir() if _BUILD_NAME.fullmatch(entry.name) and entry.is_dir()]
+    except OSError:
+        return None
+    for build in sorted(candidates, key=lambda b: (b.name[:15], b.stat().st_mtime_ns), reverse=True):
+        try:
+            manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        files = manifest.get("files") if isinstance(manifest, dict) else None
+        if (manifest.get("format") == FORMAT and isinstance(files, dict)
+                and all((build / name).is_file() for name in files)):
+            return build
+    return None
 
 
 def read_manifest(index_dir: Path, build: Path | None = None) -> dict:
@@ -202,60 +229,154 @@ def write_lock(index_dir: Path):
 
 
 def check_cache(path: Path) -> str:
-    """"ok", or IndexCorrupt naming the embedding cache: it only saves re-embedding, so deleting it is safe."""
+    """A line on the embedding cache's state, or IndexCorrupt when its file is damaged.
+
+    Opened read-only, so that a read-only index, a full disk or a file system without free inodes
+    can still be checked; only damage is called damage (the cache only saves re-embedding, so
+    deleting it is safe, but telling a user to delete a healthy file is not).
+    """
     try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        db = _open_read_only(path)
         try:
             result = db.execute("PRAGMA quick_check").fetchone()[0]
+            unusable = 0 if result != "ok" else _count_unusable(db)
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
+        if not _is_damage(exc):
+            raise KbError(f"{path}: cannot check the embedding cache: {cache_problem(path, exc)}") from None
         result = str(exc)
     if result != "ok":
         raise IndexCorrupt(f"{path}: embedding cache damaged ({result}); delete this file (the next ingest"
                            " re-embeds what it held)")
+    if unusable:
+        return (f"ok, but {unusable} unusable vectors (not finite or not unit length) are ignored;"
+                " the next ingest re-embeds the passages that need them")
     return "ok"
 
 
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. When the plain read-only open fails for want of space or permission
+    (a journal or WAL index cannot be created), the file is read as immutable: nothing is written."""
+    if not path.is_file():
+        raise sqlite3.OperationalError("unable to open database file")
+    try:
+        db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=10)
+        db.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return db
+    except sqlite3.DatabaseError as exc:
+        if _is_damage(exc) or "locked" in str(exc):
+            raise
+    return sqlite3.connect(f"file:{_uri_path(path)}?immutable=1", uri=True)
+
+
+def _uri_path(path: Path) -> str:
+    from urllib.parse import quote
+
+    return quote(str(path.resolve()))
+
+
+def _count_unusable(db: sqlite3.Connection) -> int:
+    unusable = 0
+    for (blob,) in db.execute("SELECT vector FROM vectors"):
+        if not usable_vector(np.frombuffer(blob, dtype=np.float32)):
+            unusable += 1
+    return unusable
+
+
+def usable_vector(vector: np.ndarray) -> bool:
+    """Finite and of unit length, as every embedder returns its vectors (kb.dense.Embedder)."""
+    return bool(np.isfinite(vector).all()) and abs(float(np.dot(vector, vector)) - 1.0) < 1e-3
+
+
+def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+    """True for errors that mean the file's contents are broken, not that it cannot be reached."""
+    message = str(exc).lower()
+    return ("malformed" in message or "not a database" in message or "corrupt" in message
+            or "no such table" in message)
+
+
+def cache_problem(path: Path, exc: BaseException) -> str:
+    """What keeps kb from using the cache file, in words that name the fix."""
+    folder = path.parent
+    message = str(exc)
+    try:
+        stats = os.statvfs(folder)
+    except OSError:
+        stats = None
+    if "disk is full" in message.lower() or (stats is not None and stats.f_bavail * stats.f_frsize < 1 << 20):
+        return f"the disk is full ({message}); free space on it and run the ingest again"
+    if stats is not None and stats.f_files and not stats.f_favail:
+        return f"the file system has no free inodes ({message}); delete files on it and run the ingest again"
+    if stats is not None and stats.f_flag & os.ST_RDONLY:
+        return f"the file system is read-only ({message})"
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+        return f"no permission to write in {folder} ({message})"
+    if "locked" in message.lower():
+        return f"another process is using it ({message}); try again when it is done"
+    return message
+
+
 class EmbeddingCache:
-    """Passage vectors by (model id, sha256 of the embedded text); committed batch by batch."""
+    """Passage vectors by (model id, sha256 of the embedded text); committed batch by batch.
+
+    A rollback journal, not WAL: a write that fails (disk full) is rolled back and its journal
+    deleted, so a failed ingest holds no space; and a read-only open needs no -shm file.
+    """
 
     def __init__(self, path: Path, model_id: str, dim: int):
         self.path, self.model_id, self.dim = path, model_id, dim
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = sqlite3.connect(path)
-            self._db.execute("PRAGMA journal_mode=WAL")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._error(exc) from None
+        try:
+            self._db.execute("PRAGMA journal_mode=DELETE")
             self._db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT NOT NULL, key TEXT NOT NULL,"
                              " vector BLOB NOT NULL, PRIMARY KEY (model, key))")
-        except sqlite3.DatabaseError as exc:
-            raise IndexCorrupt(f"{path}: embedding cache unreadable ({exc}); delete this file to rebuild it")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise self._error(exc) from None
+
+    def _error(self, exc: BaseException):
+        if isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc):
+            return IndexCorrupt(f"{self.path}: embedding cache damaged ({exc}); delete this file (the next"
+                                " ingest re-embeds what it held)")
+        return IndexWriteError(f"{self.path}: cannot use the embedding cache: {cache_problem(self.path, exc)};"
+                               " the previous index is unchanged")
 
     @staticmethod
     def key(text: str) -> str:
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     def get_many(self, keys: list[str]) -> dict[str, np.ndarray]:
-        """Cached vectors for those keys that have one."""
+        """Cached vectors for those keys that have a usable one; a bad row is left out, so re-embedded."""
         found: dict[str, np.ndarray] = {}
         unique = list(dict.fromkeys(keys))
-        for start in range(0, len(unique), 500):
-            batch = unique[start:start + 500]
-            rows = self._db.execute(
-                f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(batch))})",
-                [self.model_id, *batch])
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape == (self.dim,):  # a row of another size is ignored, and re-embedded
-                    found[key] = vector
+        try:
+            for start in range(0, len(unique), 500):
+                batch = unique[start:start + 500]
+                rows = self._db.execute(
+                    f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(batch))})",
+                    [self.model_id, *batch])
+                for key, blob in rows:
+                    vector = np.frombuffer(blob, dtype=np.float32)
+                    if vector.shape == (self.dim,) and usable_vector(vector):
+                        found[key] = vector
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
         return found
 
     def put_many(self, keys: list[str], vectors: np.ndarray) -> None:
-        with self._db:
-            self._db.executemany(
-                "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
-                [(self.model_id, key, np.ascontiguousarray(vector, dtype=np.float32).tobytes())
-                 for key, vector in zip(keys, vectors)])
+        try:
+            with self._db:
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO vectors (model, key, vector) VALUES (?, ?, ?)",
+                    [(self.model_id, key, np.ascontiguousarray(vector, dtype=np.float32).tobytes())
+                     for key, vector in zip(keys, vectors)])
+        except sqlite3.Error as exc:
+            raise self._error(exc) from None
 
     def close(self) -> None:
         self._db.close()

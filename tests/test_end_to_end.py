@@ -119,7 +119,7 @@ def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         # Wait until the model is embedding (the cache has taken new rows), then kill mid-run.
-        cache = copy / "embeddings.sqlite-wal"
+        cache = copy / "embeddings.sqlite"  # a rollback-journal database: committed rows grow the file
         deadline = time.monotonic() + 120
         start_size = cache.stat().st_size if cache.exists() else 0
         while time.monotonic() < deadline and process.poll() is None:

@@ -81,7 +81,8 @@ def test_discover_ids_sorting_and_skips(tree):
     assert all(s.root == str(tree) and os.path.isabs(s.path) for s in sources)
     assert sources[1].path == str(tree / "b.txt")
     assert {(Path(s.path).name, s.reason) for s in skipped} == {
-        ("notes.xyz", "unsupported file type .xyz"), ("README", "unsupported file type (no suffix)")}
+        ("notes.xyz", "unsupported file type .xyz"), ("README", "unsupported file type (no suffix)"),
+        (".hidden.txt", "hidden (the name starts with a dot)"), (".git", "hidden (the name starts with a dot)")}
 
 
 def test_discover_relative_root_and_single_file(tree, monkeypatch):
