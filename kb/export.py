@@ -15,6 +15,22 @@ CSV_FIELDS = ("rank", "score", "title", "citation", "place", "date", "issuer", "
 _TYPE_CODES = {"报告": "R"}
 
 
+# A cell starting with one of these is a formula to Excel, WPS and LibreOffice (=HYPERLINK(...) runs
+# when the file is opened); OWASP's advice is to make such a cell text with a leading quote.
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value):
+    """A CSV cell that a spreadsheet shows as the text it is: numbers as numbers, text never as a formula."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _write_row(writer, row: list) -> None:
+    writer.writerow([_cell(value) for value in row])
+
+
 def hits_to_csv(hits: list[Hit]) -> str:
     """One row per passage, with its citation and the document's metadata (UTF-8; Excel wants the BOM)."""
     out = io.StringIO()
@@ -22,9 +38,9 @@ def hits_to_csv(hits: list[Hit]) -> str:
     writer.writerow(CSV_FIELDS)
     for hit in hits:
         meta = hit.meta
-        writer.writerow([hit.rank, f"{hit.score:.6f}", hit.title, cite(hit).label(), place_label(meta.place),
-                         meta.date, meta.issuer, meta.doc_number, meta.doc_type, hit.article, hit.page or "",
-                         hit.section, hit.doc_id, hit.start, hit.end, hit.text])
+        _write_row(writer, [hit.rank, round(hit.score, 6), hit.title, cite(hit).label(), place_label(meta.place),
+                            meta.date, meta.issuer, meta.doc_number, meta.doc_type, hit.article, hit.page or "",
+                            hit.section, hit.doc_id, hit.start, hit.end, hit.text])
     return out.getvalue()
 
 
@@ -41,7 +57,7 @@ def places_to_csv(groups: list[PlaceGroup]) -> str:
         row = [group_label(group)]
         for hit in group.hits:
             row += [hit.text, cite(hit).label(), hit.meta.date]
-        writer.writerow(row)
+        _write_row(writer, row)
     return out.getvalue()
 
 

