@@ -151,8 +151,8 @@ class _Walk:
             doc_id = f"{prefix}/{readable_name(entry.name)}" if prefix else readable_name(entry.name)
             if entry.name.startswith("."):
                 self.skip(entry.path, "hidden (the name starts with a dot)")
-            elif not os.path.exists(entry.path):
-                self.skip(entry.path, "broken symbolic link", doc_id)
+            elif problem := _unreachable(entry):
+                self.skip(entry.path, problem, doc_id)
             elif entry.is_symlink() and not self.follow_links and not self._inside(entry.path):
                 self.skip(entry.path, f"symbolic link to {shown(os.path.realpath(entry.path))}, outside the"
                                       " given paths: not followed (use --follow-links)", doc_id)
@@ -174,6 +174,17 @@ class _Walk:
     def _inside(self, path: str) -> bool:
         target = os.path.realpath(path)
         return any(is_under(target, root) for root in self.roots)
+
+
+def _unreachable(entry: os.DirEntry) -> str:
+    """Why a listed entry cannot be reached (a broken link, a folder without search permission), or ""."""
+    try:
+        os.stat(entry.path)
+        return ""
+    except FileNotFoundError:
+        return "broken symbolic link" if entry.is_symlink() else "vanished while listing its folder"
+    except OSError as exc:
+        return f"cannot read: {exc.strerror or exc}"
 
 
 def is_under(path: str, root: str) -> bool:

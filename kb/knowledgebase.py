@@ -306,18 +306,18 @@ class KnowledgeBase:
 
 def _unreadable_here(doc_id: str, skip: Skipped) -> bool:
     """True when `skip` is the file of `doc_id`, or a folder above it, that exists but could not be read."""
-    return bool(skip.doc_id) and (doc_id == skip.doc_id or (skip.doc_id.endswith("/") and doc_id.startswith(skip.doc_id)))
+    return bool(skip.doc_id) and (doc_id == skip.doc_id or doc_id.startswith(skip.doc_id.rstrip("/") + "/"))
 
 
 def _with_kept_note(skip: Skipped, documents: dict[str, Document], kept: list[str]) -> Skipped:
     """The skip, saying what stays indexed from it: the file's earlier version, or a folder's documents."""
     if not skip.doc_id:
         return skip
-    if skip.doc_id.endswith("/"):
-        count = sum(1 for doc_id in kept if doc_id.startswith(skip.doc_id))
-        note = f" ({count} documents indexed from it before are kept)" if count else ""
+    if skip.doc_id in documents:
+        note = " (the version indexed before is kept)"
     else:
-        note = " (the version indexed before is kept)" if skip.doc_id in documents else ""
+        count = sum(1 for doc_id in kept if _unreadable_here(doc_id, skip))
+        note = f" ({count} documents indexed from it before are kept)" if count else ""
     return Skipped(skip.path, skip.reason + note, skip.doc_id)
 
 

@@ -112,6 +112,12 @@ def test_unreadable_folder_or_file_keeps_its_documents(nobody_dir):
     assert result.returncode == 0 and "kept 3" in result.stdout, result.stdout + result.stderr
     assert doc_ids(index) == everything
 
+    os.chmod(docs, 0o644)  # listable, but its entries cannot be reached
+    result = kb_cli("ingest", str(docs), "--index", str(index), "--quiet", user=NOBODY)
+    assert "kept 3" in result.stdout and f"skipped {docs / 'sub'}: cannot read: Permission denied (2 documents" \
+        in result.stdout, result.stdout + result.stderr
+    assert doc_ids(index) == everything
+
     os.chmod(docs, 0o755)
     os.chmod(docs / "wage.txt", 0o644)
     (docs / "sub" / "leave.txt").unlink()  # really gone: now it goes
