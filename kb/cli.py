@@ -222,7 +222,10 @@ def _check(args) -> int:
 
     report = check_index(args.index)
     _print(f"ok: {report['index']} build {report['build']}: {report['files']} files match their checksums;"
-          f" {report['documents']} documents, {report['passages']} passages; embedding cache {report['cache']}")
+           f" {report['documents']} documents, {report['passages']} passages; embedding cache {report['cache']}")
+    if not report["pointer"]:
+        _print("note: CURRENT is missing; the newest complete build above is used, and the next ingest writes"
+               " CURRENT again")
     return 0
 
 

@@ -433,5 +433,7 @@ def check_index(index_dir: str | Path) -> dict:
     cache_state = "absent"
     if cache.exists():
         cache_state = store.check_cache(cache)
-    return {"index": str(index_dir), "build": build.name, "files": len(manifest["files"]) + 1,
-            "documents": len(data.documents), "passages": len(data.chunks), "cache": cache_state}
+    pointer = (index_dir / "CURRENT").is_file()
+    return {"index": str(index_dir), "build": build.name, "files": len(manifest["files"]) + int(pointer),
+            "documents": len(data.documents), "passages": len(data.chunks), "cache": cache_state,
+            "pointer": pointer}

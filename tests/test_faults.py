@@ -421,7 +421,7 @@ def test_a_bad_vector_in_the_cache_is_re_embedded_not_copied(tmp_path, capsys):
     assert check_index(index)["cache"] == "ok"  # the build's vectors are finite: check_index verifies them
 
 
-def test_lost_current_recovers_the_newest_complete_build(tmp_path):
+def test_lost_current_recovers_the_newest_complete_build(tmp_path, capsys):
     docs = tmp_path / "docs"
     write(docs / "wage.txt", WAGE)
     index = tmp_path / "index"
@@ -433,6 +433,8 @@ def test_lost_current_recovers_the_newest_complete_build(tmp_path):
     (index / "CURRENT").unlink()
     assert current_build(index) == newest
     assert doc_ids(index) == {"docs/wage.txt", "docs/leave.txt"}
+    assert main(["check", "--index", str(index)]) == 0
+    assert "note: CURRENT is missing; the newest complete build above is used" in capsys.readouterr().out
     write(docs / "overtime.txt", OVERTIME)
     _, report = update_index(index, [docs])
     assert report.added == ("docs/overtime.txt",) and report.unchanged == ("docs/leave.txt", "docs/wage.txt")
