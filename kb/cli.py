@@ -107,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
 
     ingest = commands.add_parser("ingest", help="index files and folders; re-embeds only what changed",
                                  description="Index files and folders recursively. Unchanged files are "
-                                 "reused, changed ones re-read, deleted ones dropped; unreadable files are "
-                                 "listed with the reason.")
+                                 "reused, changed ones re-read, deleted ones dropped; files and folders that "
+                                 "cannot be read are listed with the reason and what was indexed from them is "
+                                 "kept. An ingest that changes nothing writes no new build.")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--index", default=default_index, help=index_help)
     ingest.add_argument("--model", default=None, help=model_help + " (default e5fast)")
