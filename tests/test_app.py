@@ -4,6 +4,7 @@ The index holds the demo report, real local regulations on collective contracts 
 from ../shared/corpus/laws/DLC, one national law, and a file whose text is markup.
 """
 import csv
+import html
 import io
 import re
 import shutil
@@ -12,12 +13,15 @@ import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from kb.answer import cite
 from kb.dense import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
+from kb.markup import markdown_text
 from tests.conftest import DEMO_REPORT, ROOT
 from tests.test_compare_export import collective_bargaining_files
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+MARKUP_TITLE = "![t](http://127.0.0.1:9/x.png) **欠薪** $x^2$ :red[工资] <b>通知</b>"
 
 
 @pytest.fixture
@@ -31,6 +35,7 @@ def index(tmp_path, monkeypatch, shared):
     shutil.copy(shared / "corpus" / "laws" / "社会法" / "劳动合同法(2012-12-28).md", docs / "national")
     (docs / "注入.txt").write_text("关于欠薪的测试文件\n\n<script>alert('欠薪')</script>拖欠工资<img src=x onerror=alert(1)>。",
                                    encoding="utf-8")
+    (docs / "**标题**.md").write_text(f"# {MARKUP_TITLE}\n\n用人单位拖欠工资的,由劳动行政部门责令限期支付。", encoding="utf-8")
     kb = KnowledgeBase(tmp_path / "index", FakeEmbedder())
     kb.ingest([docs])
     kb.save()
@@ -56,8 +61,13 @@ def card_titles(app: AppTest) -> list[str]:
     return [m.value.split("<b>")[1].split("</b>")[0] for m in app.markdown if "<div id='hit-" in m.value]
 
 
+def as_read(markdown: str) -> str:
+    """What a reader sees of escaped Markdown text: the escaped characters without their backslashes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def citations(app: AppTest) -> list[str]:
-    return [c.value for c in app.caption if c.value.startswith("《")]
+    return [as_read(c.value) for c in app.caption if c.value.startswith("《")]
 
 
 def test_query_shows_cited_highlighted_passages(index):
@@ -85,6 +95,11 @@ def test_document_markup_is_shown_as_text(index):
     app = ask(start(), "欠薪 拖欠工资")
     bodies = "\n".join(m.value for m in app.markdown)
     assert "&lt;script&gt;" in bodies and "<script>" not in bodies and "<img" not in bodies
+    # A title in Markdown: HTML-escaped in the card, every punctuation character escaped in the citation line.
+    assert f"<b>[1] {html.escape(MARKUP_TITLE)}</b>" in bodies or f"<b>[2] {html.escape(MARKUP_TITLE)}</b>" in bodies
+    caption = next(c.value for c in app.caption if "标题" in c.value)
+    assert caption.startswith(r"《\!\[t\]\(http\:\/\/127\.0\.0\.1\:9\/x\.png\) \*\*欠薪\*\* \$x\^2\$ \:red\[工资\] \<b\>通知\<\/b\>》")
+    assert caption.endswith(r"corpus\/\*\*标题\*\*\.md")
 
 
 def test_mode_switch_and_number_of_results(index):
@@ -100,6 +115,8 @@ def test_mode_switch_and_number_of_results(index):
 
     app = ask(start(), QUESTION)
     assert len(card_titles(app)) == 10 and shown(app) == expected("hybrid", 10)
+    assert [c.value for c in app.caption if c.value.startswith("《")] == [
+        markdown_text(cite(hit).label()) for hit in kb.search(QUESTION, k=10)]
     app.radio[0].set_value("关键词").run()
     assert not app.exception and shown(app) == expected("bm25", 10)
     app.radio[0].set_value("语义").run()
@@ -122,7 +139,7 @@ def test_filters_by_place_city_date_type_and_folder(index):
     dates = [c.split(" · ") for c in citations(app)]
     assert dates and all(any(part[:4].isdigit() and part >= "2014-04-11" for part in parts) for parts in dates)
     app.sidebar.text_input(key="since").input("去年").run()
-    assert any("is not a date" in w.value for w in app.sidebar.warning)
+    assert any("is not a date" in as_read(w.value) for w in app.sidebar.warning)
     app.sidebar.text_input(key="since").input("").run()
     app.sidebar.multiselect(key="doc_types").set_value(["法律"]).run()
     assert citations(app) and all("《中华人民共和国劳动合同法》" in c for c in citations(app))
@@ -175,7 +192,7 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     app.sidebar.button(key="index_uploads").click().run()
     assert not app.exception, app.exception
     assert any("已索引 1 个文件" in s.value for s in app.sidebar.success), [e.value for e in [*app.sidebar.success, *app.sidebar.warning, *app.sidebar.error]]
-    warnings = " ".join(w.value for w in app.sidebar.warning)
+    warnings = " ".join(as_read(w.value) for w in app.sidebar.warning)
     assert "坏文件.pdf" in warnings and "not a valid PDF" in warnings
     uploads = tmp_path / "uploads"
     assert sorted(p.name for p in uploads.iterdir()) == ["坏文件.pdf", "深圳欠薪通知.txt"]
