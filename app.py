@@ -32,6 +32,7 @@ MODES = {"混合": "hybrid", "关键词": "bm25", "语义": "vector"}
 ALL = "全部"
 COMPARE_DEPTH = 200  # passages searched for the compare view, so that many places get a row
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
+STAGES = {"parse": "读取文件", "tokenize": "分词", "embed": "计算向量"}  # ingest's progress stages, as shown
 
 
 @st.cache_resource(show_spinner="加载索引…")
@@ -122,27 +123,38 @@ def upload_panel() -> None:
                               accept_multiple_files=True, key="uploads")
     if not files or not bar.button("加入索引", key="index_uploads"):
         return
-    refused = []
+    refused, stored = [], 0
     for file in files:
+        # One file that cannot be stored is a line of the report; the rest of the batch goes on.
         try:
             save_upload(UPLOADS, file.name, file.getvalue())
+            stored += 1
         except KbError as exc:
             refused.append(str(exc))
+        except OSError as exc:
+            refused.append(f"{file.name}: 无法保存 ({exc.strerror or exc})")
+    skipped = index_uploads(bar) if stored else []
+    for reason in refused + skipped:
+        bar.warning(f"未索引 {markdown_text(reason)}")
+
+
+def index_uploads(bar) -> list[str]:
+    """Index the upload folder with a progress bar and say how it went; returns the files skipped, with why."""
     bar_progress = bar.progress(0.0, text="准备…")
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar_progress.progress(done / total if total else 1.0, text=f"{stage} {done}/{total}")
+        bar_progress.progress(done / total if total else 1.0, text=f"{STAGES.get(stage, stage)} {done}/{total}")
 
     try:
         _, report = update_index(INDEX, [UPLOADS], progress=progress)
-    except KbError as exc:
-        bar.error(f"索引失败: {markdown_text(exc)}")
-        return
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, the previous build stays live: say so, no traceback
+        bar_progress.empty()
+        bar.error(f"索引失败 (已保存的文件下次加入索引时再试): {markdown_text(exc)}")
+        return []
     bar_progress.progress(1.0, text="完成")
     bar.success(f"已索引 {report.indexed} 个文件 (新增 {len(report.added)}, 更新 {len(report.changed)}),"
                 f"共 {report.passages} 段")
-    for reason in refused + [f"{Path(s.path).name}: {s.reason}" for s in report.skipped]:
-        bar.warning(f"未索引 {markdown_text(reason)}")
+    return [f"{Path(skipped.path).name}: {skipped.reason}" for skipped in report.skipped]
 
 
 def show_results(kb: KnowledgeBase, query: str, hits) -> None:

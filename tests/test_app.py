@@ -18,7 +18,8 @@ from kb.dense import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
 from kb.markup import markdown_text
 from tests.conftest import DEMO_REPORT, ROOT
-from tests.test_compare_export import collective_bargaining_files
+from kb.store import current_build
+from tests.test_compare_export import LONG_TITLE, collective_bargaining_files
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
 MARKUP_TITLE = "![t](http://127.0.0.1:9/x.png) **欠薪** $x^2$ :red[工资] <b>通知</b>"
@@ -200,6 +201,42 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     ask(app, "深圳 农民工工资 拖欠")
     assert card_titles(app)[0].startswith("[1] 关于根治欠薪的通知")
     assert "广东省/深圳市" in citations(app)[0]
+
+
+def test_one_bad_file_never_stops_a_batch(index, tmp_path, shared):
+    laws = shared / "corpus" / "laws" / "行政法规"
+    uploads = tmp_path / "uploads"
+    (uploads / "占位.txt").mkdir(parents=True)  # a folder where the file should go: storing it is an OSError
+    app = start()
+    app.sidebar.file_uploader(key="uploads").set_value([
+        (LONG_TITLE + ".md", (laws / "工资支付暂行规定(1994-12-06).md").read_bytes(), "text/markdown"),
+        ("占位.txt", "用人单位应当按时足额支付工资。".encode(), "text/plain"),
+        ("空白.txt", b"", "text/plain"),
+        ("条例.md", (laws / "保障农民工工资支付条例(2019-12-30).md").read_bytes(), "text/markdown"),
+    ]).run()
+    app.sidebar.button(key="index_uploads").click().run()
+    assert not app.exception, app.exception
+    assert [as_read(s.value) for s in app.sidebar.success] == ["已索引 2 个文件 (新增 2, 更新 0),共 {} 段".format(
+        KnowledgeBase.load(index).info()["passages"])]
+    warnings = [as_read(w.value) for w in app.sidebar.warning]
+    assert warnings == ["未索引 占位.txt: 无法保存 (Is a directory)", "未索引 空白.txt: the file is empty"], warnings
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([LONG_TITLE + ".md", "占位.txt", "条例.md"])
+    for query, doc_id in (("工资支付暂行规定", f"uploads/{LONG_TITLE}.md"), ("保障农民工工资支付条例", "uploads/条例.md")):
+        assert citations(ask(app, query))[0].endswith(f" · {doc_id}")
+
+
+def test_an_indexing_failure_is_a_message_and_the_files_stay_stored(tmp_path, monkeypatch):
+    blocker = tmp_path / "索引"
+    blocker.write_text("不是文件夹", encoding="utf-8")
+    monkeypatch.setenv("KB_INDEX", str(blocker / "index"))  # cannot be created: its parent is a file
+    monkeypatch.setenv("KB_UPLOADS", str(tmp_path / "uploads"))
+    app = start()
+    app.sidebar.file_uploader(key="uploads").set_value([("通知.txt", "关于按时足额支付工资的通知".encode(), "text/plain")]).run()
+    app.sidebar.button(key="index_uploads").click().run()
+    assert not app.exception, app.exception
+    [error] = [as_read(e.value) for e in app.sidebar.error]
+    assert error.startswith("索引失败 (已保存的文件下次加入索引时再试): ") and "Not a directory" in error
+    assert (tmp_path / "uploads" / "通知.txt").is_file() and current_build(blocker / "index") is None
 
 
 def test_missing_index_says_what_to_run(tmp_path, monkeypatch):
