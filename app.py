@@ -18,13 +18,12 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from kb.answer import cite, extractive_answer, group_by_place, group_label, highlight_html
-from kb.errors import KbError
+from kb.errors import IndexNotFound, KbError
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv
 from kb.ingest import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, save_upload
 from kb.knowledgebase import KnowledgeBase, update_index
 from kb.markup import html_text, markdown_text
 from kb.search import Filters
-from kb.store import current_build
 
 INDEX = os.environ.get("KB_INDEX", "index")
 UPLOADS = os.environ.get("KB_UPLOADS", str(Path("corpus") / "uploads"))
@@ -33,12 +32,6 @@ ALL = "全部"
 COMPARE_DEPTH = 200  # passages searched for the compare view, so that many places get a row
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
 STAGES = {"parse": "读取文件", "tokenize": "分词", "embed": "计算向量"}  # ingest's progress stages, as shown
-
-
-@st.cache_resource(show_spinner="加载索引…")
-def load_kb(index: str, build: str) -> KnowledgeBase:
-    """One KnowledgeBase per build: loaded once per process, reloaded when a new build is swapped in."""
-    return KnowledgeBase.load(index)
 
 
 def main() -> None:
@@ -71,15 +64,15 @@ def main() -> None:
 
 
 def open_index() -> KnowledgeBase | None:
+    """The live build, shared by all sessions; a session keeps the one it opened until its run ends."""
     try:
-        build = current_build(Path(INDEX))
-        if build is None:
-            st.warning(f"还没有索引 ({markdown_text(INDEX)})。先运行: kb ingest corpus ,或在左侧上传文件。")
-            return None
-        return load_kb(INDEX, build.name)
+        with st.spinner("加载索引…"):
+            return KnowledgeBase.live(INDEX)
+    except IndexNotFound:
+        st.warning(f"还没有索引 ({markdown_text(INDEX)})。先运行: kb ingest corpus ,或在左侧上传文件。")
     except KbError as exc:
         st.error(f"索引无法加载: {markdown_text(exc)}")
-        return None
+    return None
 
 
 def filter_panel(kb: KnowledgeBase, bar) -> Filters | None:

@@ -6,8 +6,11 @@ from ../shared/corpus/laws/DLC, one national law, and a file whose text is marku
 import csv
 import html
 import io
+import os
 import re
 import shutil
+import weakref
+from pathlib import Path
 
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
@@ -15,7 +18,7 @@ from streamlit.testing.v1 import AppTest
 
 from kb.answer import cite
 from kb.dense import FakeEmbedder
-from kb.knowledgebase import KnowledgeBase
+from kb.knowledgebase import KnowledgeBase, update_index
 from kb.markup import markdown_text
 from tests.conftest import DEMO_REPORT, ROOT
 from kb.store import current_build
@@ -237,6 +240,42 @@ def test_an_indexing_failure_is_a_message_and_the_files_stay_stored(tmp_path, mo
     [error] = [as_read(e.value) for e in app.sidebar.error]
     assert error.startswith("索引失败 (已保存的文件下次加入索引时再试): ") and "Not a directory" in error
     assert (tmp_path / "uploads" / "通知.txt").is_file() and current_build(blocker / "index") is None
+
+
+def test_swapped_builds_are_released(index, tmp_path, monkeypatch):
+    """Ten builds swapped in under a running app, by upload and by an ingest from outside, with a search
+    after each: the app holds the live build (and at most one a search still uses), never the ones
+    before, no file of a deleted build stays mapped into the process, and the model is not loaded again."""
+    loaded = weakref.WeakSet()
+    load = KnowledgeBase.load.__func__
+
+    def tracked(cls, *args, **kwargs):
+        kb = load(cls, *args, **kwargs)
+        loaded.add(kb)
+        return kb
+
+    monkeypatch.setattr(KnowledgeBase, "load", classmethod(tracked))
+    builds = os.path.realpath(index / "builds")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    app = start()
+    model = KnowledgeBase.live(index).embedder  # the one the app opened
+    for swap in range(1, 11):
+        notice = f"关于第{swap}次调整工资支付日期的通知\n\n用人单位应当于每月{swap}日前足额支付上月工资,不得拖欠。".encode()
+        if swap % 2:
+            app.sidebar.file_uploader(key="uploads").set_value([("工资支付通知.txt", notice, "text/plain")]).run()
+            app.sidebar.button(key="index_uploads").click().run()
+            assert any("已索引 1 个文件" in s.value for s in app.sidebar.success)
+        else:
+            (outside / "工资支付通知.txt").write_bytes(notice)
+            update_index(index, [outside])  # what `kb ingest` in another process does
+        ask(app, f"每月{swap}日前足额支付上月工资")
+        assert f"关于第{swap}次调整工资支付日期的通知" in card_titles(app)[0]
+        assert KnowledgeBase.live(index).embedder is model  # loaded once, kept across builds
+        assert len(loaded) <= 2, f"swap {swap}: {len(loaded)} KnowledgeBase instances alive"
+        deleted = [line for line in Path("/proc/self/maps").read_text().splitlines()
+                   if builds in line and line.endswith("(deleted)")]
+        assert deleted == [], f"swap {swap}: deleted builds still mapped: {deleted}"
 
 
 def test_missing_index_says_what_to_run(tmp_path, monkeypatch):
