@@ -1,6 +1,8 @@
 """Streamlit app: search with filters, a cited answer, cited passages, compare by place, export, upload.
 
-Thin on purpose: every retrieval decision lives in kb/; this file only lays results out.
+Thin on purpose: every retrieval decision lives in kb/; this file only lays results out. Text from
+documents, file names and error messages goes through kb.markup: html_text inside HTML blocks,
+markdown_text in Markdown elements (st.caption, st.warning, …); tables and widgets show plain text.
 Run: streamlit run app.py  (index from $KB_INDEX, default ./index; uploads go to $KB_UPLOADS,
 default ./corpus/uploads)
 """
@@ -16,12 +18,12 @@ import streamlit as st
 import streamlit.components.v1 as components
 
 from kb.answer import cite, extractive_answer, group_by_place, group_label, highlight_html
-from kb.errors import KbError
+from kb.errors import IndexNotFound, KbError
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv
 from kb.ingest import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, save_upload
 from kb.knowledgebase import KnowledgeBase, update_index
+from kb.markup import html_text, markdown_text
 from kb.search import Filters
-from kb.store import current_build
 
 INDEX = os.environ.get("KB_INDEX", "index")
 UPLOADS = os.environ.get("KB_UPLOADS", str(Path("corpus") / "uploads"))
@@ -29,12 +31,7 @@ MODES = {"混合": "hybrid", "关键词": "bm25", "语义": "vector"}
 ALL = "全部"
 COMPARE_DEPTH = 200  # passages searched for the compare view, so that many places get a row
 UPLOAD_TYPES = sorted(suffix.lstrip(".") for suffix in SUPPORTED_SUFFIXES)
-
-
-@st.cache_resource(show_spinner="加载索引…")
-def load_kb(index: str, build: str) -> KnowledgeBase:
-    """One KnowledgeBase per build: loaded once per process, reloaded when a new build is swapped in."""
-    return KnowledgeBase.load(index)
+STAGES = {"parse": "读取文件", "tokenize": "分词", "embed": "计算向量"}  # ingest's progress stages, as shown
 
 
 def main() -> None:
@@ -57,7 +54,7 @@ def main() -> None:
     try:
         hits = kb.search(query, mode=mode, k=k, filters=filters)
     except KbError as exc:
-        st.warning(str(exc))
+        st.warning(markdown_text(exc))
         return
     results, compare = st.tabs(["检索结果", "对比各地"])
     with results:
@@ -67,15 +64,15 @@ def main() -> None:
 
 
 def open_index() -> KnowledgeBase | None:
+    """The live build, shared by all sessions; a session keeps the one it opened until its run ends."""
     try:
-        build = current_build(Path(INDEX))
-        if build is None:
-            st.warning(f"还没有索引 ({INDEX})。先运行: kb ingest corpus ,或在左侧上传文件。")
-            return None
-        return load_kb(INDEX, build.name)
+        with st.spinner("加载索引…"):
+            return KnowledgeBase.live(INDEX)
+    except IndexNotFound:
+        st.warning(f"还没有索引 ({markdown_text(INDEX)})。先运行: kb ingest corpus ,或在左侧上传文件。")
     except KbError as exc:
-        st.error(f"索引无法加载: {exc}")
-        return None
+        st.error(f"索引无法加载: {markdown_text(exc)}")
+    return None
 
 
 def filter_panel(kb: KnowledgeBase, bar) -> Filters | None:
@@ -97,7 +94,7 @@ def filter_panel(kb: KnowledgeBase, bar) -> Filters | None:
         return Filters(prefix="" if folder == ALL else folder, place=place, since=since, until=until,
                        doc_types=tuple(doc_types))
     except KbError as exc:
-        bar.warning(str(exc))
+        bar.warning(markdown_text(exc))
         return None
 
 
@@ -107,8 +104,8 @@ def status_panel(kb: KnowledgeBase) -> None:
     with st.sidebar.expander("索引状态"):
         st.markdown(
             f"- 文件: {info['documents']}\n- 段落: {info['passages']}\n"
-            f"- 地区: {len(places)} 个 ({html.escape('、'.join(places[:12]))}{' …' if len(places) > 12 else ''})\n"
-            f"- 模型: {html.escape(info['model'])}\n- 构建: {info['created']}")
+            f"- 地区: {len(places)} 个 ({markdown_text('、'.join(places[:12]))}{' …' if len(places) > 12 else ''})\n"
+            f"- 模型: {markdown_text(info['model'])}\n- 构建: {markdown_text(info['created'])}")
 
 
 def upload_panel() -> None:
@@ -119,27 +116,39 @@ def upload_panel() -> None:
                               accept_multiple_files=True, key="uploads")
     if not files or not bar.button("加入索引", key="index_uploads"):
         return
-    refused = []
+    refused, stored = [], 0
     for file in files:
+        # One file that cannot be stored is a line of the report; the rest of the batch goes on.
         try:
             save_upload(UPLOADS, file.name, file.getvalue())
+            stored += 1
         except KbError as exc:
             refused.append(str(exc))
+        except OSError as exc:
+            refused.append(f"{file.name}: 无法保存 ({exc.strerror or exc})")
+    skipped = index_uploads(bar) if stored else []
+    for reason in refused + skipped:
+        bar.warning(f"未索引 {markdown_text(reason)}")
+
+
+def index_uploads(bar) -> list[str]:
+    """Index the upload folder with a progress bar and say how it went; returns the files skipped, with why."""
     bar_progress = bar.progress(0.0, text="准备…")
 
     def progress(stage: str, done: int, total: int) -> None:
-        bar_progress.progress(done / total if total else 1.0, text=f"{stage} {done}/{total}")
+        bar_progress.progress(done / total if total else 1.0, text=f"{STAGES.get(stage, stage)} {done}/{total}")
 
     try:
         _, report = update_index(INDEX, [UPLOADS], progress=progress)
-    except KbError as exc:
-        bar.error(f"索引失败: {exc}")
-        return
+    except Exception as exc:  # noqa: BLE001 - whatever stopped it, the previous build stays live: say so, no traceback
+        bar_progress.empty()
+        bar.error(f"索引失败 (已保存的文件下次加入索引时再试): {markdown_text(exc)}")
+        return []
     bar_progress.progress(1.0, text="完成")
-    bar.success(f"已索引 {report.indexed} 个文件 (新增 {len(report.added)}, 更新 {len(report.changed)}),"
+    kept = f",{len(report.kept)} 个暂时无法读取的文件保留原索引" if report.kept else ""
+    bar.success(f"已索引 {report.indexed} 个文件 (新增 {len(report.added)}, 更新 {len(report.changed)}{kept}),"
                 f"共 {report.passages} 段")
-    for reason in refused + [f"{Path(s.path).name}: {s.reason}" for s in report.skipped]:
-        bar.warning(f"未索引 {reason}")
+    return [f"{Path(skipped.path).name}: {skipped.reason}" for skipped in report.skipped]
 
 
 def show_results(kb: KnowledgeBase, query: str, hits) -> None:
@@ -151,7 +160,7 @@ def show_results(kb: KnowledgeBase, query: str, hits) -> None:
         with st.container(border=True):
             st.markdown("**摘录回答**(原文句子,编号对应下方结果)")
             st.markdown("<div>" + " ".join(
-                f"{html.escape(plain(sentence.text))} <a href='#hit-{sentence.citation}'>[{sentence.citation}]</a>"
+                f"{html_text(plain(sentence.text))} <a href='#hit-{sentence.citation}'>[{sentence.citation}]</a>"
                 for sentence in answer) + "</div>", unsafe_allow_html=True)
     left, right = st.columns(2)
     left.download_button("导出 CSV", hits_to_csv(hits).encode("utf-8-sig"), "kb-results.csv", "text/csv",
@@ -160,14 +169,14 @@ def show_results(kb: KnowledgeBase, query: str, hits) -> None:
                           "text/markdown", key="export_md")
     for hit in hits:
         with st.container(border=True):
-            st.markdown(f"<div id='hit-{hit.rank}'><b>[{hit.rank}] {html.escape(hit.title)}</b></div>",
+            st.markdown(f"<div id='hit-{hit.rank}'><b>[{hit.rank}] {html_text(hit.title)}</b></div>",
                         unsafe_allow_html=True)
-            st.caption(cite(hit).label())
+            st.caption(markdown_text(cite(hit).label()))
             st.markdown(passage_html(hit.text, hit.matched_terms), unsafe_allow_html=True)
             with st.expander("查看上下文"):
                 st.markdown(context_html(kb, hit), unsafe_allow_html=True)
             with st.expander("打开原文"):
-                st.caption(hit.path)
+                st.caption(markdown_text(hit.path))
                 components.html(document_html(kb, hit), height=420, scrolling=True)
 
 
@@ -190,7 +199,7 @@ def context_html(kb: KnowledgeBase, hit) -> str:
         body = passage_html(passage.text, hit.matched_terms)
         if passage.ordinal == hit.ordinal:
             body = f"<div style='background:#fff3b0;padding:4px'>{body}</div>"
-        label = html.escape(" · ".join(x for x in (passage.article, passage.section) if x))
+        label = html_text(" · ".join(x for x in (passage.article, passage.section) if x))
         parts.append(f"<div><small>{label}</small>{body}</div><br>")
     return "<div>" + "".join(parts) + "</div>"
 
@@ -213,7 +222,7 @@ def show_compare(kb: KnowledgeBase, query: str, mode: str, filters: Filters) -> 
     try:
         hits = kb.search(query, mode=mode, k=COMPARE_DEPTH, filters=filters)
     except KbError as exc:
-        st.warning(str(exc))
+        st.warning(markdown_text(exc))
         return
     groups = group_by_place(hits, level="city" if level == "城市" else "province")
     if not groups:

@@ -42,13 +42,16 @@ def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX
     """Store an uploaded file in `folder` under a sanitised name; never anywhere else.
 
     Only the last component of the name is kept (no ../, no absolute path), without control or NUL
-    characters and leading dots. The file is written beside its final name and renamed into place,
-    so an ingest that runs meanwhile sees the old file or the new one, never half of one.
+    characters, lone surrogates and leading dots. A name longer than the file system allows (in UTF-8
+    bytes) is cut between characters and ends with a hash of the whole name and its extension, so two
+    long names that begin alike stay two files, and the same name uploaded again replaces its file.
+    The file is written beside its final name and renamed into place, so an ingest that runs
+    meanwhile sees the old file or the new one, never half of one.
     """
     from kb.errors import BadUpload
     from kb.store import write_atomic
 
-    base = re.sub(r"[\x00-\x1f\x7f]", "", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]", "", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
     base = base.strip().lstrip(".").strip()
     if not base:
         raise BadUpload(f"{name!r}: not a usable file name")
@@ -62,6 +65,14 @@ def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX
         raise BadUpload(f"{base}: the file is empty")
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    try:
+        name_max = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        name_max = 255
+    if len(base.encode("utf-8")) > name_max:
+        tail = f"-{hashlib.sha256(base.encode('utf-8')).hexdigest()[:10]}{PurePath(base).suffix}"
+        stem = base[:-len(PurePath(base).suffix)].encode("utf-8")
+        base = stem[:name_max - len(tail.encode("utf-8"))].decode("utf-8", "ignore").rstrip() + tail
     target = folder / base
     if target.resolve().parent != folder.resolve():
         raise BadUpload(f"{name!r}: would be stored outside {folder}")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
@@ -30,6 +31,9 @@ EMBED_BATCH = 16
 class KnowledgeBase:
     """Documents, their passages and the BM25 and vector indexes over them, bound to an index directory."""
 
+    _live: dict[Path, "KnowledgeBase"] = {}  # resolved index directory -> its live build, for live()
+    _live_lock = threading.Lock()
+
     def __init__(self, index_dir: str | Path | None = None, embedder: Embedder | str | None = None,
                  chunking: ChunkSettings | None = None, tokenizer: str = DEFAULT_TOKENIZER,
                  vector_index: VectorIndexSettings | None = None):
@@ -43,6 +47,7 @@ class KnowledgeBase:
         self.manifest: dict = {}
         self.sources: list[str] = []
         self._unsaved = True  # a new index is written even when empty
+        self.build: Path | None = None  # the build directory this state was loaded from or saved as
         self._set_state({}, [], np.zeros((0, self.embedder.dim), dtype=np.float32),
                         BM25Index.build([]))
 
@@ -80,6 +85,7 @@ class KnowledgeBase:
                 f" ({__version__}) no longer produces: {store.REBUILD_HINT}")
         kb = cls(index_dir, embedder, chunking, tokenizer_name, vector_index)
         kb.manifest = manifest
+        kb.build = data.build
         kb.sources = list(manifest.get("sources", []))
         kb._unsaved = False
         try:
@@ -116,7 +122,31 @@ class KnowledgeBase:
         build = store.save(self.index_dir, data)
         self.manifest = data.manifest
         self._unsaved = False
+        self.build = build
         return build
+
+    @classmethod
+    def live(cls, index_dir: str | Path) -> "KnowledgeBase":
+        """The index's live build, loaded once per process and shared by every caller; loaded again
+        when another build has been swapped in, and then only the new one is kept.
+
+        For long-running readers such as the app: a replaced build is released (its memory-mapped
+        files closed, so a deleted build frees its disk) as soon as the searches still using it
+        finish, instead of staying loaded beside every later build. The model is kept across builds
+        made with it.
+        """
+        index_dir = Path(index_dir).resolve()
+        with cls._live_lock:
+            held = cls._live.get(index_dir)
+            build = store.current_build(index_dir)
+            if held is None or build is None:  # without a build, load() raises IndexNotFound
+                cls._live[index_dir] = kb = cls.load(index_dir)
+                return kb
+            if held.build == build:
+                return held
+            same_model = store.read_manifest(index_dir, build)["embedder"].get("model_id") == held.embedder.model_id
+            cls._live[index_dir] = kb = cls.load(index_dir, held.embedder if same_model else None)
+        return kb
 
     # --- ingesting ----------------------------------------------------------------------------
 

@@ -449,7 +449,8 @@ def _write_bytes(path: Path, payload: bytes) -> None:
 
 def write_atomic(path: Path, payload: bytes) -> None:
     """Replace `path` whole: a temp file in the same directory, fsynced, then os.replace."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    # Not named after `path`: a name that fits the file system's limit must not fail for its temp file.
+    tmp = path.with_name(f".{uuid.uuid4().hex}.tmp")
     try:
         _write_bytes(tmp, payload)
         os.replace(tmp, path)

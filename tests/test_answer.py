@@ -1,5 +1,12 @@
-"""Citations and highlighted HTML: escaped text, marks around matched terms only."""
+"""Citations and highlighted HTML: escaped text, marks around matched terms only; text made safe for HTML and Markdown."""
+import re
+import string
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from kb.answer import cite, highlight_html, hit_to_json
+from kb.markup import html_text, markdown_text, one_line
 from kb.records import Hit
 from kb.search import matched_terms
 
@@ -46,3 +53,19 @@ def test_citation_names_document_article_section_and_span():
     record = hit_to_json(hit)
     assert {"doc", "title", "score", "text", "page", "start", "end", "section"} <= set(record)
     assert record["doc"] == "laws/劳动合同法.md" and record["end"] - record["start"] == len(record["text"])
+
+
+@given(st.text(alphabet=st.sampled_from(string.printable + "工资《》〔〕·—\u3000😀"), max_size=60))
+def test_markdown_text_escapes_every_ascii_punctuation_character_and_keeps_the_rest(text):
+    escaped = markdown_text(text)
+    assert "\n" not in escaped and re.sub(r"\\(.)", r"\1", escaped) == one_line(text)
+    # Every punctuation character is preceded by its own backslash: nothing is left for Markdown to read.
+    unescaped = re.sub(r"\\[!-/:-@\[-`{-~]", "", escaped)
+    assert not any(char in string.punctuation for char in unescaped)
+
+
+def test_a_title_with_blank_lines_stays_on_one_escaped_line():
+    title = "保障农民工工资支付条例\n\n**粗体** <img src=x onerror=alert(1)>"
+    assert html_text(title) == "保障农民工工资支付条例 **粗体** &lt;img src=x onerror=alert(1)&gt;"
+    assert markdown_text("![t](http://h/x.png) $x$ :red[工资]") == \
+        r"\!\[t\]\(http\:\/\/h\/x\.png\) \$x\$ \:red\[工资\]"

@@ -4,20 +4,28 @@ The index holds the demo report, real local regulations on collective contracts 
 from ../shared/corpus/laws/DLC, one national law, and a file whose text is markup.
 """
 import csv
+import html
 import io
+import os
 import re
 import shutil
+import weakref
+from pathlib import Path
 
 import pytest
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
+from kb.answer import cite
 from kb.dense import FakeEmbedder
-from kb.knowledgebase import KnowledgeBase
+from kb.knowledgebase import KnowledgeBase, update_index
+from kb.markup import markdown_text
 from tests.conftest import DEMO_REPORT, ROOT
-from tests.test_compare_export import collective_bargaining_files
+from kb.store import current_build
+from tests.test_compare_export import LONG_TITLE, collective_bargaining_files
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+MARKUP_TITLE = "![t](http://127.0.0.1:9/x.png) **欠薪** $x^2$ :red[工资] <b>通知</b>"
 
 
 @pytest.fixture
@@ -31,6 +39,7 @@ def index(tmp_path, monkeypatch, shared):
     shutil.copy(shared / "corpus" / "laws" / "社会法" / "劳动合同法(2012-12-28).md", docs / "national")
     (docs / "注入.txt").write_text("关于欠薪的测试文件\n\n<script>alert('欠薪')</script>拖欠工资<img src=x onerror=alert(1)>。",
                                    encoding="utf-8")
+    (docs / "**标题**.md").write_text(f"# {MARKUP_TITLE}\n\n用人单位拖欠工资的,由劳动行政部门责令限期支付。", encoding="utf-8")
     kb = KnowledgeBase(tmp_path / "index", FakeEmbedder())
     kb.ingest([docs])
     kb.save()
@@ -56,8 +65,13 @@ def card_titles(app: AppTest) -> list[str]:
     return [m.value.split("<b>")[1].split("</b>")[0] for m in app.markdown if "<div id='hit-" in m.value]
 
 
+def as_read(markdown: str) -> str:
+    """What a reader sees of escaped Markdown text: the escaped characters without their backslashes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
 def citations(app: AppTest) -> list[str]:
-    return [c.value for c in app.caption if c.value.startswith("《")]
+    return [as_read(c.value) for c in app.caption if c.value.startswith("《")]
 
 
 def test_query_shows_cited_highlighted_passages(index):
@@ -85,6 +99,11 @@ def test_document_markup_is_shown_as_text(index):
     app = ask(start(), "欠薪 拖欠工资")
     bodies = "\n".join(m.value for m in app.markdown)
     assert "&lt;script&gt;" in bodies and "<script>" not in bodies and "<img" not in bodies
+    # A title in Markdown: HTML-escaped in the card, every punctuation character escaped in the citation line.
+    assert f"<b>[1] {html.escape(MARKUP_TITLE)}</b>" in bodies or f"<b>[2] {html.escape(MARKUP_TITLE)}</b>" in bodies
+    caption = next(c.value for c in app.caption if "标题" in c.value)
+    assert caption.startswith(r"《\!\[t\]\(http\:\/\/127\.0\.0\.1\:9\/x\.png\) \*\*欠薪\*\* \$x\^2\$ \:red\[工资\] \<b\>通知\<\/b\>》")
+    assert caption.endswith(r"corpus\/\*\*标题\*\*\.md")
 
 
 def test_mode_switch_and_number_of_results(index):
@@ -100,6 +119,8 @@ def test_mode_switch_and_number_of_results(index):
 
     app = ask(start(), QUESTION)
     assert len(card_titles(app)) == 10 and shown(app) == expected("hybrid", 10)
+    assert [c.value for c in app.caption if c.value.startswith("《")] == [
+        markdown_text(cite(hit).label()) for hit in kb.search(QUESTION, k=10)]
     app.radio[0].set_value("关键词").run()
     assert not app.exception and shown(app) == expected("bm25", 10)
     app.radio[0].set_value("语义").run()
@@ -122,7 +143,7 @@ def test_filters_by_place_city_date_type_and_folder(index):
     dates = [c.split(" · ") for c in citations(app)]
     assert dates and all(any(part[:4].isdigit() and part >= "2014-04-11" for part in parts) for parts in dates)
     app.sidebar.text_input(key="since").input("去年").run()
-    assert any("is not a date" in w.value for w in app.sidebar.warning)
+    assert any("is not a date" in as_read(w.value) for w in app.sidebar.warning)
     app.sidebar.text_input(key="since").input("").run()
     app.sidebar.multiselect(key="doc_types").set_value(["法律"]).run()
     assert citations(app) and all("《中华人民共和国劳动合同法》" in c for c in citations(app))
@@ -175,7 +196,7 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     app.sidebar.button(key="index_uploads").click().run()
     assert not app.exception, app.exception
     assert any("已索引 1 个文件" in s.value for s in app.sidebar.success), [e.value for e in [*app.sidebar.success, *app.sidebar.warning, *app.sidebar.error]]
-    warnings = " ".join(w.value for w in app.sidebar.warning)
+    warnings = " ".join(as_read(w.value) for w in app.sidebar.warning)
     assert "坏文件.pdf" in warnings and "not a valid PDF" in warnings
     uploads = tmp_path / "uploads"
     assert sorted(p.name for p in uploads.iterdir()) == ["坏文件.pdf", "深圳欠薪通知.txt"]
@@ -183,6 +204,78 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     ask(app, "深圳 农民工工资 拖欠")
     assert card_titles(app)[0].startswith("[1] 关于根治欠薪的通知")
     assert "广东省/深圳市" in citations(app)[0]
+
+
+def test_one_bad_file_never_stops_a_batch(index, tmp_path, shared):
+    laws = shared / "corpus" / "laws" / "行政法规"
+    uploads = tmp_path / "uploads"
+    (uploads / "占位.txt").mkdir(parents=True)  # a folder where the file should go: storing it is an OSError
+    app = start()
+    app.sidebar.file_uploader(key="uploads").set_value([
+        (LONG_TITLE + ".md", (laws / "工资支付暂行规定(1994-12-06).md").read_bytes(), "text/markdown"),
+        ("占位.txt", "用人单位应当按时足额支付工资。".encode(), "text/plain"),
+        ("空白.txt", b"", "text/plain"),
+        ("条例.md", (laws / "保障农民工工资支付条例(2019-12-30).md").read_bytes(), "text/markdown"),
+    ]).run()
+    app.sidebar.button(key="index_uploads").click().run()
+    assert not app.exception, app.exception
+    assert [as_read(s.value) for s in app.sidebar.success] == ["已索引 2 个文件 (新增 2, 更新 0),共 {} 段".format(
+        KnowledgeBase.load(index).info()["passages"])]
+    warnings = [as_read(w.value) for w in app.sidebar.warning]
+    assert warnings == ["未索引 占位.txt: 无法保存 (Is a directory)", "未索引 空白.txt: the file is empty"], warnings
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([LONG_TITLE + ".md", "占位.txt", "条例.md"])
+    for query, doc_id in (("工资支付暂行规定", f"uploads/{LONG_TITLE}.md"), ("保障农民工工资支付条例", "uploads/条例.md")):
+        assert citations(ask(app, query))[0].endswith(f" · {doc_id}")
+
+
+def test_an_indexing_failure_is_a_message_and_the_files_stay_stored(tmp_path, monkeypatch):
+    blocker = tmp_path / "索引"
+    blocker.write_text("不是文件夹", encoding="utf-8")
+    monkeypatch.setenv("KB_INDEX", str(blocker / "index"))  # cannot be created: its parent is a file
+    monkeypatch.setenv("KB_UPLOADS", str(tmp_path / "uploads"))
+    app = start()
+    app.sidebar.file_uploader(key="uploads").set_value([("通知.txt", "关于按时足额支付工资的通知".encode(), "text/plain")]).run()
+    app.sidebar.button(key="index_uploads").click().run()
+    assert not app.exception, app.exception
+    [error] = [as_read(e.value) for e in app.sidebar.error]
+    assert error.startswith("索引失败 (已保存的文件下次加入索引时再试): ") and "Not a directory" in error
+    assert (tmp_path / "uploads" / "通知.txt").is_file() and current_build(blocker / "index") is None
+
+
+def test_swapped_builds_are_released(index, tmp_path, monkeypatch):
+    """Ten builds swapped in under a running app, by upload and by an ingest from outside, with a search
+    after each: the app holds the live build (and at most one a search still uses), never the ones
+    before, no file of a deleted build stays mapped into the process, and the model is not loaded again."""
+    loaded = weakref.WeakSet()
+    load = KnowledgeBase.load.__func__
+
+    def tracked(cls, *args, **kwargs):
+        kb = load(cls, *args, **kwargs)
+        loaded.add(kb)
+        return kb
+
+    monkeypatch.setattr(KnowledgeBase, "load", classmethod(tracked))
+    builds = os.path.realpath(index / "builds")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    app = start()
+    model = KnowledgeBase.live(index).embedder  # the one the app opened
+    for swap in range(1, 11):
+        notice = f"关于第{swap}次调整工资支付日期的通知\n\n用人单位应当于每月{swap}日前足额支付上月工资,不得拖欠。".encode()
+        if swap % 2:
+            app.sidebar.file_uploader(key="uploads").set_value([("工资支付通知.txt", notice, "text/plain")]).run()
+            app.sidebar.button(key="index_uploads").click().run()
+            assert any("已索引 1 个文件" in s.value for s in app.sidebar.success)
+        else:
+            (outside / "工资支付通知.txt").write_bytes(notice)
+            update_index(index, [outside])  # what `kb ingest` in another process does
+        ask(app, f"每月{swap}日前足额支付上月工资")
+        assert f"关于第{swap}次调整工资支付日期的通知" in card_titles(app)[0]
+        assert KnowledgeBase.live(index).embedder is model  # loaded once, kept across builds
+        assert len(loaded) <= 2, f"swap {swap}: {len(loaded)} KnowledgeBase instances alive"
+        deleted = [line for line in Path("/proc/self/maps").read_text().splitlines()
+                   if builds in line and line.endswith("(deleted)")]
+        assert deleted == [], f"swap {swap}: deleted builds still mapped: {deleted}"
 
 
 def test_missing_index_says_what_to_run(tmp_path, monkeypatch):

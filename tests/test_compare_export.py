@@ -4,6 +4,7 @@ On the local regulations about collective contracts, wage bargaining and trade u
 ../shared/corpus/laws/DLC (15 files from 上海, 北京, 山东, 河南, 浙江, 重庆).
 """
 import csv
+import os
 import io
 import re
 import shutil
@@ -137,7 +138,52 @@ def test_uploads_stay_in_the_folder_and_bad_ones_are_refused(tmp_path):
         assert not (tmp_path / "通知.txt").exists() and not (tmp_path.parent / "etc").exists()
     assert sorted(p.name for p in folder.iterdir()) == ["通知.txt"]
     assert save_upload(folder, "名单 2024 😀.md", b"# x").name == "名单 2024 😀.md"
+    assert save_upload(folder, "名单\udc80.md", b"# x").name == "名单.md"  # a lone surrogate has no bytes to store
     for name, payload, reason in (("a.exe", data, "unsupported file type"), ("..", data, "not a usable"),
                                   ("空.txt", b"", "empty"), ("大.txt", b"x" * 101, "upload limit")):
         with pytest.raises(BadUpload, match=reason):
             save_upload(folder, name, payload, max_bytes=100)
+
+
+# An upload named with a whole judicial interpretation's title: 80 Chinese characters, 244 bytes
+# with ".pdf" — under the 255-byte limit of a file name, yet refused with "File name too long"
+# while its temporary file (the name plus 14 bytes) was written.
+LONG_TITLE = ("最高人民法院最高人民检察院关于办理利用互联网移动通讯终端声讯台制作复制出版贩卖传播淫秽电子信息刑事"
+              "案件具体应用法律若干问题的解释二二〇一〇年二月二日发布施行全文")
+
+
+def name_max(folder: Path) -> int:
+    return os.pathconf(folder, "PC_NAME_MAX")
+
+
+def test_an_eighty_character_chinese_name_is_stored_as_it_is(tmp_path, shared):
+    assert len(LONG_TITLE) == 80 and len((LONG_TITLE + ".pdf").encode()) == 244
+    data = (shared / "corpus" / "pdf").glob("*.pdf").__next__().read_bytes()
+    path = save_upload(tmp_path / "uploads", LONG_TITLE + ".pdf", data)
+    assert path.name == LONG_TITLE + ".pdf" and path.read_bytes() == data
+    assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
+
+
+def test_long_names_are_cut_within_the_name_limit_and_stay_distinct(tmp_path):
+    folder = tmp_path / "uploads"
+    folder.mkdir()
+    limit = name_max(folder)
+    # The same first 80 characters, different endings, each beyond the limit.
+    names = [LONG_TITLE + "附件一职工代表大会实施细则及配套表格.docx", LONG_TITLE + "附件二职工代表大会实施细则及配套表格.docx"]
+    assert all(len(name.encode()) > limit for name in names)
+    paths = [save_upload(folder, name, f"第{n}份".encode()) for n, name in enumerate(names)]
+    assert len({path.name for path in paths}) == 2 and sorted(p.name for p in folder.iterdir()) == sorted(
+        path.name for path in paths)
+    for n, (name, path) in enumerate(zip(names, paths)):
+        stored = path.name
+        assert len(stored.encode()) <= limit and stored.endswith(".docx")
+        head = stored.rsplit("-", 1)[0]
+        assert len(head) >= 70 and name.startswith(head)  # cut between characters, never inside one
+        assert path.read_bytes() == f"第{n}份".encode()
+    # The same name uploaded again replaces its file, as a shorter name does.
+    again = save_upload(folder, names[0], "新版本".encode())
+    assert again == paths[0] and again.read_text(encoding="utf-8") == "新版本"
+    assert len(list(folder.iterdir())) == 2
+    # A name of four-byte characters is cut between characters too, and keeps its extension.
+    emoji = save_upload(folder, "😀" * 100 + ".md", b"# x")
+    assert len(emoji.name.encode()) <= limit and emoji.name.startswith("😀" * 50) and emoji.suffix == ".md"
