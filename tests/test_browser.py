@@ -196,8 +196,9 @@ def test_titles_and_file_names_from_documents_are_shown_as_text(tmp_path, shared
         read = KnowledgeBase(None, FakeEmbedder())
         read.ingest([docs])
         titles = {doc.id.split("/")[-1]: doc.title for doc in read.documents}
+        # Ingest makes every title one line; the app escapes as if it were not (test_answer checks that).
         assert titles == {"**路径**工资.md": heading,
-                          "条例.docx": "保障农民工工资支付条例\n\n**粗体** <img src=x onerror=\"document.title='pwned'\">"}
+                          "条例.docx": "保障农民工工资支付条例 **粗体** <img src=x onerror=\"document.title='pwned'\">"}
         with serving(tmp_path, docs) as url, sync_playwright() as driver:
             browser = driver.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
