@@ -5,6 +5,7 @@ import csv
 import io
 
 from kb.answer import cite, group_label
+from kb.markup import markdown_escaped
 from kb.metadata import place_label
 from kb.records import Hit, PlaceGroup
 
@@ -98,7 +99,5 @@ def _inline(text: str) -> str:
 
 
 def _inline_block(text: str) -> str:
-    # Document text is quoted, never interpreted: escape what Markdown or HTML would act on.
-    for char in "\\`*_[]<>#|":
-        text = text.replace(char, "\\" + char)
-    return text
+    # Document text is quoted, never interpreted: links, images, math ($), emphasis, HTML all stay text.
+    return markdown_escaped(text)

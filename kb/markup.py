@@ -26,4 +26,9 @@ def html_text(text: object) -> str:
 
 def markdown_text(text: object) -> str:
     """Text for a Markdown element (st.caption, st.warning, …), shown literally and on one line."""
-    return _ASCII_PUNCTUATION.sub(r"\\\1", one_line(text))
+    return markdown_escaped(one_line(text))
+
+
+def markdown_escaped(text: str) -> str:
+    """Text whose every character Markdown would act on is escaped; line breaks are kept."""
+    return _ASCII_PUNCTUATION.sub(r"\\\1", text)

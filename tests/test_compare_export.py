@@ -98,10 +98,13 @@ def test_exports_carry_citations_and_gbt7714_references(dlc_kb):
 
 def test_markdown_export_quotes_document_markup_as_text(dlc_kb):
     hit = dlc_kb.search(QUESTION, k=1)[0]
-    hostile = hit.__class__(**{**hit.__dict__, "text": "第一条 <script>alert(1)</script> [链接](http://x) *强调*"})
+    hostile = hit.__class__(**{**hit.__dict__, "text": "第一条 <script>alert(1)</script> [链接](http://x) *强调*"
+                                                         " ![图](http://x/y.png) $x^2$ ~~删除~~"})
     markdown = hits_to_markdown("<b>查询</b>", [hostile])
     assert "<script>" not in markdown and "<b>" not in markdown and "[链接](http" not in markdown
     assert "\\<script\\>" in markdown
+    assert "![" not in markdown and "$x" not in markdown and "~~" not in markdown
+    assert "\\!\\[图\\]\\(http\\:" in markdown and "\\$x^2\\$" not in markdown and "\\$x\\^2\\$" in markdown
 
 
 def test_csv_cells_from_documents_never_start_a_formula(tmp_path):
