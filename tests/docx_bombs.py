@@ -1,0 +1,133 @@
+"""Hostile .docx files built in memory, for tests/test_wordml.py and bench/docx_memory.py.
+
+A part of N MB of repeated XML is built in time and memory of one block: the block is deflated once
+after a full flush (which resets the compressor, so the block's packed bytes refer to nothing
+before them) and those packed bytes are repeated. The archive is written by hand, so that a member
+can declare any size, packed size and CRC.
+"""
+from __future__ import annotations
+
+import random
+import struct
+import zlib
+from dataclasses import dataclass
+
+W = "http://schemas.openxmlformats.org/wordprocessingml/2006/main"
+HEAD = f'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n<w:document xmlns:w="{W}"><w:body>'.encode()
+TAIL = b"</w:body></w:document>"
+_RELATIONSHIPS = "http://schemas.openxmlformats.org/package/2006/relationships"
+_REL_TYPE = "http://schemas.openxmlformats.org/officeDocument/2006/relationships/"
+_CONTENT = "application/vnd.openxmlformats-officedocument.wordprocessingml."
+
+
+def relationships(*targets: tuple[str, str]) -> bytes:
+    rels = "".join(f'<Relationship Id="rId{n}" Type="{_REL_TYPE}{kind}" Target="{target}"/>'
+                   for n, (kind, target) in enumerate(targets, 1))
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Relationships xmlns="{_RELATIONSHIPS}">{rels}'
+            "</Relationships>").encode()
+
+
+def _content_types(styles: bool) -> bytes:
+    overrides = [("/word/document.xml", "document.main+xml")] + [("/word/styles.xml", "styles+xml")] * styles
+    return ('<?xml version="1.0" encoding="UTF-8"?>'
+            '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+            '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+            '<Default Extension="xml" ContentType="application/xml"/>'
+            + "".join(f'<Override PartName="{name}" ContentType="{_CONTENT}{kind}"/>' for name, kind in overrides)
+            + "</Types>").encode()
+
+
+MB = 2**20
+
+
+@dataclass(frozen=True)
+class Member:
+    """An archive member as its headers declare it, with the packed bytes that really follow."""
+
+    name: str
+    packed: bytes  # raw deflate data
+    size: int  # declared inflated size
+    crc: int  # declared CRC-32
+    padding: int = 0  # zero bytes after the packed data, counted in the declared packed size
+
+
+def honest(name: str, data: bytes) -> Member:
+    packer = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return Member(name, packer.compress(data) + packer.flush(), len(data), zlib.crc32(data))
+
+
+def repeated(name: str, head: bytes, block: bytes, times: int, tail: bytes, level: int = 9,
+             declared: int | None = None, padding: int = 0) -> Member:
+    """`head + block * times + tail`, declaring its true size and CRC, or only the first `declared` bytes."""
+    packer = zlib.compressobj(level, zlib.DEFLATED, -15)
+    packed_head = packer.compress(head) + packer.flush(zlib.Z_FULL_FLUSH)
+    packed_block = packer.compress(block) + packer.flush(zlib.Z_FULL_FLUSH)
+    packed = packed_head + packed_block * times + packer.compress(tail) + packer.flush()
+    size = len(head) + len(block) * times + len(tail)
+    if declared is not None:  # the CRC of what a reader stopping at the declared size sees
+        prefix = (head + block * (declared // len(block) + 1))[:declared]
+        return Member(name, packed, declared, zlib.crc32(prefix), padding)
+    crc = zlib.crc32(head)
+    for _ in range(times):
+        crc = zlib.crc32(block, crc)
+    return Member(name, packed, size, zlib.crc32(tail, crc), padding)
+
+
+def archive(members: list[Member]) -> bytes:
+    """A zip archive of deflated members with exactly the headers given."""
+    out, directory = bytearray(), bytearray()
+    for member in members:
+        name = member.name.encode()
+        packed_size = len(member.packed) + member.padding
+        fields = (20, 0, 8, 0, 0, member.crc, packed_size, member.size, len(name), 0)
+        offset = len(out)
+        out += struct.pack("<4s5HL2L2H", b"PK\x03\x04", *fields) + name + member.packed + bytes(member.padding)
+        directory += struct.pack("<4s6HL2L5H2L", b"PK\x01\x02", 20, *fields, 0, 0, 0, 0, offset) + name
+    end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(out), 0)
+    return bytes(out + directory + end)
+
+
+def docx(document: Member, styles: bytes | None = None) -> bytes:
+    """A package whose main document part is `document` (named word/document.xml), with a styles part if given."""
+    members = [honest("[Content_Types].xml", _content_types(styles is not None)),
+               honest("_rels/.rels", relationships(("officeDocument", "word/document.xml"))), document]
+    if styles is not None:
+        members += [honest("word/_rels/document.xml.rels", relationships(("styles", "styles.xml"))),
+                    honest("word/styles.xml", styles)]
+    return archive(members)
+
+
+def document_xml(body: str) -> bytes:
+    return HEAD + body.encode() + TAIL
+
+
+# ---------------------------------------------------------------- the hostile files
+
+def paragraph_bomb(megabytes: int, level: int = 9) -> bytes:
+    """A body of `megabytes` MB of empty paragraphs (<w:p/>, 174,763 per MB), declared honestly."""
+    return docx(repeated("word/document.xml", HEAD, b"<w:p/>" * (MB // 6), megabytes, TAIL, level))
+
+
+def mixed_bomb(megabytes: int) -> bytes:
+    """Empty paragraphs with a random revision id in one of 100: packs about 130 times, under the ratio cap."""
+    rng = random.Random(12)
+    block = b"".join(b"<w:p/>" * 99 + b'<w:p w:rsidR="%08X"/>' % rng.getrandbits(32) for _ in range(1734))
+    return docx(repeated("word/document.xml", HEAD, block, megabytes * MB // len(block), TAIL))
+
+
+def lying_bomb(megabytes: int, body: str = "<w:p><w:r><w:t>第一条 真实的条文。</w:t></w:r></w:p>") -> bytes:
+    """A member declaring a small whole document, whose deflate stream goes on for `megabytes` MB.
+
+    The declared size and CRC are those of the small document, so a reader that stops at the
+    declared size reads it without complaint; one that inflates first and trims after (zipfile's
+    read() with no size) makes the whole `megabytes` first.
+    """
+    small = document_xml(body)
+    return docx(repeated("word/document.xml", small, b"<w:p/>" * (MB // 6), megabytes, b"", declared=len(small)))
+
+
+def ratio_bomb(megabytes: int) -> bytes:
+    """Empty paragraphs packed 1,000 times, declaring a packed size 100 times smaller than the part (padding)."""
+    member = repeated("word/document.xml", HEAD, b"<w:p/>" * (MB // 6), megabytes, TAIL)
+    return docx(Member(member.name, member.packed, member.size, member.crc,
+                       padding=member.size // 100 - len(member.packed)))
