@@ -406,8 +406,10 @@ _RUN_TEXT = {_W_TAB: "\t", _W_PTAB: "\t", _W_CR: "\n", _W_NO_BREAK_HYPHEN: "-"}
 
 # kinds of open element in the document part; anything else is _SKIP, with all it contains.
 # Kinds from _PARAGRAPH on have something to do when they end.
-(_ROOT, _DOCUMENT, _BODY, _PARAGRAPH_PROPERTIES, _HYPERLINK, _RUN, _TEXT, _TEXT_DONE, _TABLE,
- _ROW_PROPERTIES, _CELL_PROPERTIES, _PARAGRAPH, _CELL, _ROW) = range(1, 15)
+(_ROOT, _DOCUMENT, _BODY, _PARAGRAPH_PROPERTIES, _HYPERLINK, _RUN, _TEXT_DONE, _TABLE, _ROW_PROPERTIES,
+ _CELL_PROPERTIES, _PARAGRAPH, _CELL, _ROW, _TEXT) = range(1, 15)
+_XML_SPACE = "http://www.w3.org/XML/1998/namespace" + _SEP + "space"
+_XML_BLANKS = " \t\n\r"
 _JOIN_EVERY = 1024  # pieces of text joined at once, so that each costs its characters, not an object
 
 
@@ -436,7 +438,8 @@ class _Pieces:
         if not self._joined:
             text = self._sep.join(self.pieces)
         else:
-            self.fold()
+            if self.pieces:
+                self.fold()
             text = self._sep.join(self._joined)
             self._joined.clear()
         self.pieces.clear()
@@ -467,6 +470,8 @@ class _Body(_Handler):
         self.title = ""
         self._paragraph = _Pieces("")
         self._in_cell = False
+        self._space: dict[int, str | None] = {}  # xml:space of the open element of each kind
+        self._blank: str | None = None  # leading blank text of the open w:t that libxml2 may drop
         self._properties = 0  # of the paragraph: 1 in its first w:pPr, 2 once it has a style
         self._style_id: str | None = None
         self._above: tuple[int, list[tuple[int, _Cell]]] | None = None  # the table's previous row
@@ -483,15 +488,34 @@ class _Body(_Handler):
         # lxml's w:t.text ends at the first child node, comments and processing instructions too
         parser.CommentHandler = self._other_node
         parser.ProcessingInstructionHandler = self._other_node
+        parser.StartCdataSectionHandler = self._cdata
         return parser
 
     def _characters(self, data: str) -> None:
-        if self._stack[-1] == _TEXT:
-            self._paragraph.add(data)
+        if self._stack[-1] != _TEXT:
+            return
+        if self._blank is not None:
+            if not data.strip(_XML_BLANKS):
+                self._blank += data
+                return
+            data, self._blank = self._blank + data, None
+        self._paragraph.add(data)
 
     def _other_node(self, *args) -> None:
         if self._stack[-1] == _TEXT:
             self._stack[-1] = _TEXT_DONE
+
+    def _cdata(self) -> None:
+        if self._stack[-1] == _TEXT:
+            self._blank = None  # dropped: libxml2 drops blanks before a CDATA section, and keeps its text
+
+    def _start_text(self, attrs: dict[str, str]) -> None:
+        """A w:t in a run begins. libxml2 (python-docx's parser drops blank text) removes its leading
+        blank text if a child node follows it and xml:space="preserve" is not in effect."""
+        self._space[_TEXT] = attrs.get(_XML_SPACE)
+        space = next((value for kind in reversed(self._stack)
+                      if (value := self._space.get(kind)) in ("preserve", "default")), None)
+        self._blank = None if space == "preserve" else ""
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         stack = self._stack
@@ -503,6 +527,7 @@ class _Body(_Handler):
         elif parent == _RUN:
             if name == _W_T:
                 stack.append(_TEXT)
+                self._start_text(attrs)
                 return
             stack.append(_SKIP)
             if name in _RUN_TEXT:
@@ -512,8 +537,10 @@ class _Body(_Handler):
         elif parent == _PARAGRAPH:
             if name == _W_R:
                 stack.append(_RUN)
+                self._space[_RUN] = attrs.get(_XML_SPACE)
             elif name == _W_HYPERLINK:
                 stack.append(_HYPERLINK)
+                self._space[_HYPERLINK] = attrs.get(_XML_SPACE)
             elif name == _W_PPR and not self._properties:
                 self._properties = 1  # python-docx reads the first w:pPr, and its first w:pStyle
                 stack.append(_PARAGRAPH_PROPERTIES)
@@ -523,8 +550,13 @@ class _Body(_Handler):
             self._in_cell = parent == _CELL
             self._properties, self._style_id = 0, None
             stack.append(_PARAGRAPH)
+            self._space[_PARAGRAPH] = attrs.get(_XML_SPACE)
         elif parent == _HYPERLINK:
-            stack.append(_RUN if name == _W_R else _SKIP)
+            if name == _W_R:
+                stack.append(_RUN)
+                self._space[_RUN] = attrs.get(_XML_SPACE)
+            else:
+                stack.append(_SKIP)
         elif parent == _TEXT:
             stack[-1] = _TEXT_DONE
             stack.append(_SKIP)
@@ -534,7 +566,9 @@ class _Body(_Handler):
                 self._style_id = attrs.get(_W_VAL)
             stack.append(_SKIP)
         else:
-            stack.append(self._in_block(parent, name, attrs))
+            kind = self._in_block(parent, name, attrs)
+            stack.append(kind)
+            self._space[kind] = attrs.get(_XML_SPACE)
 
     def _in_block(self, parent: int, name: str, attrs: dict[str, str]) -> int:
         """The kind of an element in the document, body, a table, row or cell, or their properties."""
@@ -586,7 +620,10 @@ class _Body(_Handler):
         kind = self._stack.pop()
         if kind < _PARAGRAPH:
             return
-        if kind == _PARAGRAPH:
+        if kind == _TEXT:
+            if self._blank:  # followed by the end tag: libxml2 kept it
+                self._paragraph.add(self._blank)
+        elif kind == _PARAGRAPH:
             text = self._paragraph.take()
             if self._in_cell:
                 self._cell.add(text)

@@ -1,4 +1,5 @@
-"""Hostile .docx files built in memory, for tests/test_wordml.py and bench/docx_memory.py.
+"""Hostile .docx files built in memory, and python-docx's reading of a .docx as kb did it before
+kb.wordml, for tests/test_wordml.py and bench/docx_memory.py.
 
 A part of N MB of repeated XML is built in time and memory of one block: the block is deflated once
 after a full flush (which resets the compressor, so the block's packed bytes refer to nothing
@@ -7,6 +8,7 @@ can declare any size, packed size and CRC.
 """
 from __future__ import annotations
 
+import io
 import random
 import struct
 import zlib
@@ -38,6 +40,29 @@ def _content_types(styles: bool) -> bytes:
 
 
 MB = 2**20
+
+
+def python_docx_read(data: bytes, title_styles=("Title", "Heading 1")) -> tuple[str, str]:
+    """Text and title as kb.ingest read them with python-docx 1.2 before kb.wordml (text not yet normalised)."""
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    document = docx.Document(io.BytesIO(data))
+    lines, title = [], ""
+    for child in document.element.body.iterchildren():
+        tag = child.tag.rsplit("}", 1)[-1]
+        if tag == "p":
+            paragraph = Paragraph(child, document)
+            lines.append(paragraph.text)
+            style = paragraph.style.name if paragraph.style is not None else ""
+            if not title and paragraph.text.strip() and style in title_styles:
+                title = paragraph.text
+        elif tag == "tbl":
+            for row in Table(child, document).rows:
+                cells = {cell._tc: cell.text for cell in row.cells}  # a merged cell repeats its <w:tc>
+                lines.append(" | ".join(" ".join(text.split()) for text in cells.values()))
+    return "\n".join(lines), title
 
 
 @dataclass(frozen=True)
@@ -131,3 +156,17 @@ def ratio_bomb(megabytes: int) -> bytes:
     member = repeated("word/document.xml", HEAD, b"<w:p/>" * (MB // 6), megabytes, TAIL)
     return docx(Member(member.name, member.packed, member.size, member.crc,
                        padding=member.size // 100 - len(member.packed)))
+
+
+def shape_bomb() -> bytes:
+    """All that expat must hold at once, each just under kb.wordml's caps: 900 namespaces of 999
+    characters declared on the root, 250 nested elements whose names (with their namespace) have
+    990 characters, and tags of nearly 1 MB of attributes (80,000 each) inside them; 4 MB of XML,
+    read whole (no text)."""
+    declarations = "".join(f' xmlns:n{n}="urn:{n:04d}{"u" * 991}"' for n in range(900))
+    names = [f"w:{'e' * (926 - len(str(n)))}{n}" for n in range(250)]
+    attributes = "<w:p " + " ".join(f'a{n:05x}=""' for n in range(80_000)) + "/>"
+    body = ("<w:p>" + "".join(f"<{name}>" for name in names) + attributes * 3
+            + "".join(f"</{name}>" for name in reversed(names)) + "</w:p>")
+    xml = HEAD.replace(b"<w:document ", f"<w:document{declarations} ".encode()) + body.encode() + TAIL
+    return docx(honest("word/document.xml", xml))
