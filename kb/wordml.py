@@ -8,14 +8,17 @@ The text is what python-docx 1.2 gives (body paragraphs, and table rows with cel
   bytes per call and stops at the size the member declares, while `read()` with no size asks zlib
   for up to 2 GB in one call whatever the member declares;
 - the inflated bytes of a file and the compression ratio of each part are capped (`Limits`), on
-  what the archive declares before anything is inflated and again on what is actually inflated;
+  what the archive declares before anything is inflated and again on what is actually inflated,
+  and so is the number of tags, which bounds the time;
 - expat reads the XML event by event; of the document only the text found is kept, so memory
   follows the text, not the number of elements, and expat's own state is capped too (depth,
   length of one tag, names, namespace declarations). No DOCTYPE is accepted, so no entity of
   any kind is declared or expanded.
 
-docs/reliability.md ("zip bomb") states the bound and how the caps were chosen; docs/performance.md
-has the measurements; tests/test_wordml.py shows the parity with python-docx and the refusals.
+So one read holds the file, at most about 40 MB of zipfile's, expat's and its own state, and the
+text found (at most twice, while it is joined; at most one character per inflated byte).
+docs/reliability.md ("zip bomb") says how the caps were chosen and lists where the text differs
+from python-docx's; docs/performance.md has the measurements; tests/test_wordml.py the proofs.
 """
 from __future__ import annotations
 
@@ -47,19 +50,20 @@ _SEP = "}"  # expat reports "uri}local", the form of lxml's "{uri}local" without
 class Limits:
     """What reading one .docx may cost; docs/reliability.md ("zip bomb") says why these numbers.
 
-    The real .docx files (six national laws) have document parts of 57-300 KB packed 9-18 times;
-    the caps leave room for documents a thousand times larger and for tables of empty cells
-    (python-docx writes those packed up to 190 times), while a bomb packs 230-1,000 times.
+    The real .docx files (six national laws) have document parts of 57-300 KB with 2,000-13,000
+    tags, packed 9-18 times; the caps leave room for documents hundreds of times larger and for
+    tables of empty cells (python-docx writes those packed up to 190 times), while a bomb packs
+    230-1,000 times. Memory besides the text is bounded by the last seven caps (about 40 MB).
     """
 
     inflated: int = 256 * MB  # XML bytes inflated per file, all parts read together
     ratio: int = 200  # inflated bytes per packed byte of one part ...
     ratio_from: int = 4 * MB  # ... checked once the part has inflated this much
-    tags: int = 4_000_000  # "<" in the XML read per file; each tag costs expat and Python a microsecond
+    tags: int = 4_000_000  # "<" in the XML read per file: about 2 microseconds of expat and Python each
     members: int = 20_000  # archive members: zipfile keeps about 560 bytes for each
     tag: int = 1 * MB  # one tag, comment or processing instruction, which expat holds whole
     depth: int = 256  # nested elements, libxml2's own limit (python-docx refused deeper ones too)
-    name: int = 1_000  # characters of an element name or namespace URI, held while open
+    name: int = 1_000  # characters of an element name with its namespace, or of a namespace
     namespaces: int = 1_000  # namespace declarations open at once
     cells: int = 1_000  # cells in one table row (Word allows 63 columns)
     styles: int = 10_000  # styles remembered (Word allows 10,000)

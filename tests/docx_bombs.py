@@ -29,7 +29,7 @@ def relationships(*targets: tuple[str, str]) -> bytes:
             "</Relationships>").encode()
 
 
-def _content_types(styles: bool) -> bytes:
+def content_types(styles: bool) -> bytes:
     overrides = [("/word/document.xml", "document.main+xml")] + [("/word/styles.xml", "styles+xml")] * styles
     return ('<?xml version="1.0" encoding="UTF-8"?>'
             '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
@@ -114,7 +114,7 @@ def archive(members: list[Member]) -> bytes:
 
 def docx(document: Member, styles: bytes | None = None) -> bytes:
     """A package whose main document part is `document` (named word/document.xml), with a styles part if given."""
-    members = [honest("[Content_Types].xml", _content_types(styles is not None)),
+    members = [honest("[Content_Types].xml", content_types(styles is not None)),
                honest("_rels/.rels", relationships(("officeDocument", "word/document.xml"))), document]
     if styles is not None:
         members += [honest("word/_rels/document.xml.rels", relationships(("styles", "styles.xml"))),

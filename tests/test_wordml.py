@@ -381,3 +381,32 @@ def test_archives_word_never_writes_are_refused(tmp_path):
     assert reason(b"PK\x03\x04 not a zip").startswith("not a valid .docx: ")
     not_xml = package(honest("word/document.xml", b"\0" * 100))
     assert reason(not_xml).startswith("not a valid .docx: word/document.xml: not well-formed")
+
+
+def test_documents_python_docx_lost_are_read():
+    """docs/reliability.md lists these: python-docx raised on each and kb lost the document."""
+    def body(xml: str, styles: bytes | None = None) -> bytes:
+        return package(honest("word/document.xml", document_xml(xml)), styles)
+
+    paragraph = "<w:p><w:r><w:t>甲</w:t></w:r></w:p>"
+    cell = "<w:tc><w:tcPr>{}</w:tcPr>" + paragraph + "</w:tc>"
+    cases = {
+        body(f"<w:tbl><w:tr>{cell.format('<w:vMerge/>')}</w:tr></w:tbl>"): ("甲", ""),  # no cell above
+        body("<w:tbl><w:tr>" + cell.format('<w:gridSpan w:val="x"/>') + "</w:tr></w:tbl>"): ("甲", ""),
+        body("<!--c--><?x y?>" + paragraph): ("甲", ""),
+        body('<w:p><w:pPr><w:pStyle/></w:pPr><w:r><w:t>甲</w:t></w:r></w:p>'): ("甲", ""),
+        body('<w:p><w:pPr><w:pStyle w:val="a&quot;b"/></w:pPr><w:r><w:t>甲</w:t></w:r></w:p>',
+             f'<w:styles xmlns:w="{W}"><w:style w:type="paragraph" w:styleId="a&quot;b"><w:name w:val="Title"/>'
+             '</w:style><w:style w:type="bogus" w:default="yes" w:styleId="c"><w:name/></w:style></w:styles>'.encode()):
+            ("甲", "甲"),
+    }
+    main = [honest("_rels/.rels", docx_bombs.relationships(("officeDocument", "word/document.xml"))),
+            honest("word/document.xml", document_xml(paragraph))]
+    template = docx_bombs.content_types(styles=False).replace(b"document.main+xml", b"template.main+xml")
+    image = honest("word/_rels/document.xml.rels", docx_bombs.relationships(("image", "media/missing.png")))
+    for members in (main, [honest("[Content_Types].xml", template), *main], [*main, image]):
+        cases[docx_bombs.archive(members)] = ("甲", "")  # no content types, a .dotx, a part missing
+    for data, expected in cases.items():
+        with pytest.raises(Exception):
+            reference(data)
+        assert read(data) == expected
