@@ -12,7 +12,8 @@ show the peak so far.
 
 old: kb's reader before kb.wordml: the declared sizes of all members at most 20 x the 200 MB file
 limit, then python-docx 1.2 (zipfile read() of every part, an lxml tree of each) and the body walk
-(tests/docx_bombs.python_docx_read). new: kb.wordml.read_docx with its default limits.
+(tests/docx_bombs.python_docx_read; python-docx comes with the test extras, `pip install -e '.[test]'`).
+new: kb.wordml.read_docx with its default limits.
 
 Files (hostile ones from tests/docx_bombs.py, built in the temporary folder):
 - paragraphs: 300 MB of <w:p/> (52 million empty paragraphs), 0.5 MB packed, headers honest;
