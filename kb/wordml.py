@@ -16,7 +16,8 @@ The text is what python-docx 1.2 gives (body paragraphs, and table rows with cel
   any kind is declared or expanded.
 
 So one read holds the file, at most about 40 MB of zipfile's, expat's and its own state, and the
-text found (at most twice, while it is joined; at most one character per inflated byte).
+text found: at most 64 million characters (`Limits.text`) and a tab, break or separator per tag,
+held at most twice while it is joined.
 docs/reliability.md ("zip bomb") says how the caps were chosen and lists where the text differs
 from python-docx's; docs/performance.md has the measurements; tests/test_wordml.py the proofs.
 """
@@ -60,6 +61,9 @@ class Limits:
     ratio: int = 200  # inflated bytes per packed byte of one part ...
     ratio_from: int = 4 * MB  # ... checked once the part has inflated this much
     tags: int = 4_000_000  # "<" in the XML read per file: about 2 microseconds of expat and Python each
+    # characters of text: of w:t, and of merged cells repeated on the rows they span (a 200 MB text
+    # file, KB_MAX_FILE_MB's default, holds 67 million Chinese ones); tabs, breaks, " | " add <= 3 a tag
+    text: int = 64_000_000
     members: int = 20_000  # archive members: zipfile keeps about 560 bytes for each
     tag: int = 1 * MB  # one tag, comment or processing instruction, which expat holds whole
     depth: int = 256  # nested elements, libxml2's own limit (python-docx refused deeper ones too)
@@ -162,11 +166,11 @@ class _Package:
         if rels_part[1:] in self._names:  # python-docx: no relationships part, no relationships
             self.parse(rels_part, rels)
         kind = reltype.rsplit("/", 1)[-1]
-        if len(rels.found) > 1:
-            raise _invalid(f"{rels_part[1:]} has {len(rels.found)} relationships of type {kind}")
-        if not rels.found:
+        if rels.count > 1:
+            raise _invalid(f"{rels_part[1:]} has {rels.count} relationships of type {kind}")
+        if rels.first is None:
             return None
-        target, external = rels.found[0]
+        target, external = rels.first
         if external:
             raise _invalid(f"{rels_part[1:]}: the {kind} part is outside the package")
         return posixpath.normpath(posixpath.join(folder, target))
@@ -240,11 +244,17 @@ def _as_expat_reads(chunks: Iterator[bytes]) -> tuple[str | None, Iterator[bytes
         encoding = codecs.lookup(declared.group(1).decode()).name if declared else "utf-8"
     except LookupError:  # expat says so
         encoding = "utf-8"
+    chunks = itertools.chain([first], chunks)
     if encoding in _EXPAT_ENCODINGS:
-        return None, itertools.chain([first], chunks)
-    decoder = codecs.getincrementaldecoder(encoding)()
-    utf8 = (decoder.decode(chunk).encode() for chunk in itertools.chain([first], chunks, [b""]))
-    return "utf-8", itertools.chain(utf8, [decoder.decode(b"", final=True).encode()])
+        return None, chunks
+    return "utf-8", _reencoded(chunks, encoding)
+
+
+def _reencoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
+    decoder = codecs.getincrementaldecoder(encoding)()  # a character may straddle two chunks
+    for chunk in chunks:
+        yield decoder.decode(chunk).encode()
+    yield decoder.decode(b"", final=True).encode()
 
 
 # ---------------------------------------------------------------- XML events
@@ -333,13 +343,16 @@ class _Relationships(_Part):
     def __init__(self, reltype: str, limits: Limits) -> None:
         super().__init__(limits)
         self._reltype = reltype
-        self.found: list[tuple[str, bool]] = []  # only matching ones: a part may relate to thousands
+        self.first: tuple[str, bool] | None = None  # target, external; of the first one of the type
+        self.count = 0
 
     def kind_of(self, parent: int | None, name: str, attrs: dict[str, str]) -> int:
         if parent is None:
             return 1 if name == _RELS + _SEP + "Relationships" else _SKIP
         if parent == 1 and name == _RELS + _SEP + "Relationship" and attrs.get("Type") == self._reltype:
-            self.found.append((attrs.get("Target", ""), attrs.get("TargetMode", "Internal") == "External"))
+            self.count += 1
+            if self.first is None:
+                self.first = (attrs.get("Target", ""), attrs.get("TargetMode", "Internal") == "External")
         return _SKIP
 
 
@@ -475,10 +488,11 @@ class _Body(_Handler):
         self._paragraph = _Pieces("")
         self._in_cell = False
         self._space: dict[int, str | None] = {}  # xml:space of the open element of each kind
-        self._blank: str | None = None  # leading blank text of the open w:t that libxml2 may drop
+        self._blank: list[str] | None = None  # leading blank text of the open w:t, libxml2 may drop it
         self._properties = 0  # of the paragraph: 1 in its first w:pPr, 2 once it has a style
         self._style_id: str | None = None
-        self._above: tuple[int, list[tuple[int, _Cell]]] | None = None  # the table's previous row
+        self._above: dict[int, _Cell] = {}  # the table's previous row: its cells by grid column
+        self._chars = 0  # of text read and of merged cells repeated: a row can repeat cells above it
         self._row: list[tuple[int, bool, str]] = []  # span, continues a vertical merge, text
         self._grid_before = 0
         self._first_row_properties = self._first_grid_before = True
@@ -498,11 +512,15 @@ class _Body(_Handler):
     def _characters(self, data: str) -> None:
         if self._stack[-1] != _TEXT:
             return
-        if self._blank is not None:
+        self._count(len(data))
+        blank = self._blank
+        if blank is not None:
             if not data.strip(_XML_BLANKS):
-                self._blank += data
+                blank.append(data)
                 return
-            data, self._blank = self._blank + data, None
+            self._blank = None
+            for piece in blank:
+                self._paragraph.add(piece)
         self._paragraph.add(data)
 
     def _other_node(self, *args) -> None:
@@ -519,7 +537,7 @@ class _Body(_Handler):
         self._space[_TEXT] = attrs.get(_XML_SPACE)
         space = next((value for kind in reversed(self._stack)
                       if (value := self._space.get(kind)) in ("preserve", "default")), None)
-        self._blank = None if space == "preserve" else ""
+        self._blank = None if space == "preserve" else []
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         stack = self._stack
@@ -577,7 +595,7 @@ class _Body(_Handler):
     def _in_block(self, parent: int, name: str, attrs: dict[str, str]) -> int:
         """The kind of an element in the document, body, a table, row or cell, or their properties."""
         if parent == _BODY and name == _W_TBL:  # a nested table is no part of python-docx's text
-            self._above = None
+            self._above = {}
             return _TABLE
         if parent == _CELL and name == _W_TCPR and self._first_cell_properties:
             self._first_cell_properties = False
@@ -625,8 +643,8 @@ class _Body(_Handler):
         if kind < _PARAGRAPH:
             return
         if kind == _TEXT:
-            if self._blank:  # followed by the end tag: libxml2 kept it
-                self._paragraph.add(self._blank)
+            for piece in self._blank or ():  # followed by the end tag: libxml2 kept it
+                self._paragraph.add(piece)
         elif kind == _PARAGRAPH:
             text = self._paragraph.take()
             if self._in_cell:
@@ -650,16 +668,34 @@ class _Body(_Handler):
         return self._title_default if found is None else found
 
     def _end_row(self) -> str:
-        """The row's line: python-docx's `_Row.cells`, each cell once, in the order first met."""
+        """The row's line: python-docx's `_Row.cells`, each cell once, in the order first met.
+
+        A cell that continues a vertical merge is the cell of the row above at its grid column,
+        found as python-docx's `tc_at_grid_offset` finds it: the first cell there, none if an
+        earlier cell reaches past it (spans may be 0 or negative); python-docx lost the document
+        where there was none, here the cell stands alone.
+        """
         offset = self._grid_before
-        cells: list[tuple[int, _Cell]] = []
+        cells: list[_Cell] = []
+        starts: dict[int, _Cell] = {}
         for span, continues, text in self._row:
-            cell = _cell_above(self._above, offset) if continues else None
-            cells.append((span, cell or _Cell(text, span)))
+            cell = self._above.get(offset) if continues else None
+            if cell is None:
+                cell = _Cell(text, span)
+            else:
+                self._count(len(cell.text))
+            cells.append(cell)
+            if not starts or offset > highest:
+                starts[offset], highest = cell, offset
             offset += span
-        self._above = (self._grid_before, cells)
-        unique = {id(cell): cell for _, cell in cells if cell.span > 0}
+        self._above = starts
+        unique = {id(cell): cell for cell in cells if cell.span > 0}
         return " | ".join(" ".join(cell.text.split()) for cell in unique.values())
+
+    def _count(self, characters: int) -> None:
+        self._chars += characters
+        if self._chars > self._limits.text:
+            raise _bomb(f"the text passes {self._limits.text:,} characters")
 
     def close(self, member: str) -> None:
         if not self._seen_body:
@@ -668,21 +704,6 @@ class _Body(_Handler):
     def value(self) -> str:
         """The lines read, joined."""
         return self._lines.take()
-
-
-def _cell_above(above: tuple[int, list[tuple[int, _Cell]]] | None, offset: int) -> _Cell | None:
-    """The cell at grid column `offset` of the row above (python-docx's `tc_at_grid_offset`)."""
-    if above is None:
-        return None  # python-docx raised here and lost the document; the cell stands alone instead
-    grid_before, cells = above
-    remaining = offset - grid_before
-    for span, cell in cells:
-        if remaining < 0:
-            break
-        if remaining == 0:
-            return cell
-        remaining -= span
-    return None
 
 
 def _integer(value: str | None, default: int) -> int:

@@ -150,12 +150,13 @@ def test_chinese_word_style_ids_and_style_resolution():
 
 
 def test_parts_in_any_encoding_libxml2_read():
+    long = "第一条 为了规范劳动合同" * 2000  # 48 KB in GBK: characters straddle the 16 KiB pieces
     for encoding, text in [("UTF-16", "劳动法 é"), ("GBK", "劳动法"), ("GB18030", "劳动法 é"), ("Big5", "勞動法"),
-                           ("windows-1252", "Arbeitsrecht é")]:
+                           ("windows-1252", "Arbeitsrecht é"), ("GBK", long), ("GB18030", "x" + long)]:
         xml = (f'<?xml version="1.0" encoding="{encoding}"?>'
                + document_xml(f"<w:p><w:r><w:t>{text}</w:t></w:r></w:p>").decode().split("?>", 1)[1])
         data = package(honest("word/document.xml", xml.encode(encoding)))
-        assert read(data) == reference(data) == (text, ""), encoding
+        assert read(data) == reference(data) == (text, ""), (encoding, text[:10])
     bogus = package(honest("word/document.xml", b'<?xml version="1.0" encoding="bogus"?><w:document/>'))
     assert reason(bogus) == "not a valid .docx: word/document.xml: unknown encoding: bogus"
 
@@ -217,7 +218,7 @@ def _random_table(rng: random.Random, depth: int) -> str:
         for _ in range(rng.randint(0, 4)):
             properties = []
             if rng.random() < 0.3:
-                properties.append(f'<w:gridSpan w:val="{rng.choice([1, 2, 2, 3])}"/>')
+                properties.append(f'<w:gridSpan w:val="{rng.choice([1, 2, 2, 3, 0, -1])}"/>')
             if r and rng.random() < 0.3:
                 properties.append(rng.choice(["<w:vMerge/>", '<w:vMerge w:val="continue"/>']))
             elif rng.random() < 0.2:
@@ -332,6 +333,31 @@ def test_hostile_files_are_refused_in_200_mb_where_zipfile_read_runs_out(tmp_pat
     assert _in_small_memory(shape, "wordml", megabytes=100) == "done"
 
 
+def test_text_repeated_by_merged_cells_is_capped():
+    """python-docx repeats a vertically merged cell's text on each of its rows: 60 bytes of XML per row
+    can repeat a cell of any length, so the text, not the XML, is what is capped."""
+    rows = ["<w:tr><w:tc><w:tcPr><w:vMerge w:val=\"restart\"/></w:tcPr><w:p><w:r><w:t>" + "条" * 10_000
+            + "</w:t></w:r></w:p></w:tc></w:tr>"] + ["<w:tr><w:tc><w:tcPr><w:vMerge/></w:tcPr><w:p/></w:tc></w:tr>"] * 200
+    data = package(honest("word/document.xml", document_xml("<w:tbl>" + "".join(rows) + "</w:tbl>")))
+    assert read(data) == reference(data)
+    assert len(read(data)[0]) == 201 * 10_000 + 200
+    assert reason(data, text=1_000_000) == "not a plausible .docx: the text passes 1,000,000 characters (a zip bomb?)"
+    long = package(honest("word/document.xml", document_xml("<w:p><w:r><w:t>" + "字" * 100_000 + "</w:t></w:r></w:p>")))
+    assert "the text passes 99,999 characters" in reason(long, text=99_999)
+
+
+def test_long_blank_text_is_kept_or_dropped_as_libxml2_does():
+    def body(xml: str) -> bytes:
+        return package(honest("word/document.xml", document_xml(f"<w:p><w:r>{xml}<w:t>留</w:t></w:r></w:p>")))
+
+    for data in (body("<w:t>" + " \n" * 100_000 + "</w:t>"), body("<w:t>" + " " * 300 + "<w:x/>后</w:t>")):
+        assert read(data) == reference(data)
+    # libxml2 keeps blank text that crosses one of its 4,000-byte input windows, so always a long
+    # one; kb.wordml drops it whatever its length (docs/reliability.md)
+    long = body("<w:t>" + " " * 5000 + "<w:x/>后</w:t>")
+    assert read(long) == ("留", "") and reference(long) == (" " * 5000 + "留", "")
+
+
 def test_entities_doctype_and_nesting_are_refused():
     laughs = ('<?xml version="1.0"?><!DOCTYPE w:document [<!ENTITY a "哈哈哈哈哈哈哈哈哈哈">'
               + "".join(f'<!ENTITY {chr(98 + n)} "{("&" + chr(97 + n) + ";") * 10}">' for n in range(9))
@@ -378,6 +404,10 @@ def test_archives_word_never_writes_are_refused(tmp_path):
     no_main = docx_bombs.archive([honest("_rels/.rels", docx_bombs.relationships(("styles", "word/document.xml"))),
                                   honest("word/document.xml", document_xml(""))])
     assert "names no main document part" in reason(no_main)
+    two_mains = docx_bombs.archive([honest("_rels/.rels", docx_bombs.relationships(
+        ("officeDocument", "word/document.xml"), ("officeDocument", "word/document.xml"))),
+        honest("word/document.xml", document_xml(""))])
+    assert reason(two_mains) == "not a valid .docx: _rels/.rels has 2 relationships of type officeDocument"
     assert reason(b"PK\x03\x04 not a zip").startswith("not a valid .docx: ")
     not_xml = package(honest("word/document.xml", b"\0" * 100))
     assert reason(not_xml).startswith("not a valid .docx: word/document.xml: not well-formed")
