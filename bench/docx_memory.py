@@ -23,6 +23,7 @@ Files (hostile ones from tests/docx_bombs.py, built in the temporary folder):
 - ratio: 200 MB of <w:p/> packed 1,000 times, declaring a packed size 100 times smaller (padding);
 - within caps: 20 MB of the mixed paragraphs, 3.5 million tags: the most work the caps let through
   (no text: ingest then skips it as "document has no text");
+- names: 2 million different attribute names (expat keeps each name it meets);
 - shape: all that expat must hold at once, at the caps (namespaces, nesting, names, 1 MB tags);
 - law x100: the largest real law (社会保险法, $KB_SHARED/corpus/pdf) with its body repeated 100 times,
   29 MB of ordinary WordprocessingML (~1,500 pages);
@@ -124,6 +125,7 @@ def files(folder: Path) -> list[tuple[str, Path]]:
         "lying": lambda: docx_bombs.lying_bomb(2000),
         "ratio": lambda: docx_bombs.ratio_bomb(200),
         "within caps": lambda: docx_bombs.mixed_bomb(20),
+        "names": docx_bombs.names_bomb,
         "shape": docx_bombs.shape_bomb,
         "law x100": lambda: law_times(SHARED / "corpus" / "pdf" / "中华人民共和国社会保险法.docx", 100),
     }

@@ -12,10 +12,10 @@ The text is what python-docx 1.2 gives (body paragraphs, and table rows with cel
   and so is the number of tags, which bounds the time;
 - expat reads the XML event by event; of the document only the text found is kept, so memory
   follows the text, not the number of elements, and expat's own state is capped too (depth,
-  length of one tag, names, namespace declarations). No DOCTYPE is accepted, so no entity of
+  length of one tag, the names it keeps, namespace declarations). No DOCTYPE is accepted, so no entity of
   any kind is declared or expanded.
 
-So one read holds the file, at most about 40 MB of zipfile's, expat's and its own state, and the
+So one read holds the file, at most about 50 MB of zipfile's, expat's and its own state, and the
 text found: at most 64 million characters (`Limits.text`) and a tab, break or separator per tag,
 held at most twice while it is joined.
 docs/reliability.md ("zip bomb") says how the caps were chosen and lists where the text differs
@@ -54,7 +54,7 @@ class Limits:
     The real .docx files (six national laws) have document parts of 57-300 KB with 2,000-13,000
     tags, packed 9-18 times; the caps leave room for documents hundreds of times larger and for
     tables of empty cells (python-docx writes those packed up to 190 times), while a bomb packs
-    230-1,000 times. Memory besides the text is bounded by the last seven caps (about 40 MB).
+    230-1,000 times. Memory besides the text is bounded by the last eight caps (about 50 MB).
     """
 
     inflated: int = 256 * MB  # XML bytes inflated per file, all parts read together
@@ -67,7 +67,8 @@ class Limits:
     members: int = 20_000  # archive members: zipfile keeps about 560 bytes for each
     tag: int = 1 * MB  # one tag, comment or processing instruction, which expat holds whole
     depth: int = 256  # nested elements, libxml2's own limit (python-docx refused deeper ones too)
-    name: int = 1_000  # characters of an element name with its namespace, or of a namespace
+    names: int = 5_000  # different element and attribute names and prefixes, which expat keeps
+    name: int = 500  # characters of one (with its namespace and prefix), or of a namespace
     namespaces: int = 1_000  # namespace declarations open at once
     cells: int = 1_000  # cells in one table row (Word allows 63 columns)
     styles: int = 10_000  # styles remembered (Word allows 10,000)
@@ -188,6 +189,7 @@ class _Package:
                 if self.tags > self._limits.tags:
                     raise _bomb(f"{member} has more than {self._limits.tags:,} tags")
                 parser.Parse(chunk, False)
+                handler.check_names(parser)
                 fed += len(chunk)
                 # after Parse, expat holds only the unfinished token past its current position
                 if fed - parser.CurrentByteIndex > self._limits.tag:
@@ -260,18 +262,23 @@ def _reencoded(chunks: Iterator[bytes], encoding: str) -> Iterator[bytes]:
 # ---------------------------------------------------------------- XML events
 
 class _Handler:
-    """expat callbacks for one part; the subclasses' `start` check depth and name length themselves
-    (a call less per element), this class guards the rest of expat's state."""
+    """expat callbacks for one part; the subclasses' `start` check the depth themselves (a call less
+    per element), this class guards the rest of expat's state."""
 
     def __init__(self, limits: Limits) -> None:
         self._limits = limits
         self._max_depth = limits.depth
         self._max_name = limits.name
         self._namespaces = 0
+        self._names_met = 0
+        self._expanded: dict[str, str] = {}  # "uri}local}prefix" -> "uri}local"
 
     def parser(self, encoding: str | None):
         """A fresh expat parser calling this handler; `encoding` overrides the part's declaration."""
         parser = expat.ParserCreate(encoding, namespace_separator=_SEP)
+        # names come as "uri}local}prefix": expat keeps every prefixed name and every prefix it meets
+        # for as long as it parses, and pyexpat interns what it reports, so `parser.intern` counts them
+        parser.namespace_prefixes = True
         parser.buffer_text = True
         parser.buffer_size = CHUNK
         parser.StartElementHandler = self.start
@@ -290,10 +297,35 @@ class _Handler:
     def close(self, member: str) -> None:
         """Called after the whole part was parsed."""
 
-    def _too_deep_or_long(self, depth: int, name: str) -> _Refused:
-        if depth > self._max_depth:
-            return _invalid(f"elements nest deeper than {self._max_depth} levels")
-        return _invalid(f"an element name is longer than {self._max_name} characters")
+    def check_names(self, parser) -> None:
+        """After each chunk: the element and attribute names and the namespace prefixes expat keeps
+        (pyexpat's intern dict holds each too, and the namespaces), capped in number and length."""
+        names = parser.intern
+        new = len(names) - self._names_met
+        if not new:
+            return
+        self._names_met = len(names)
+        if len(names) > self._limits.names:
+            raise _invalid(f"more than {self._limits.names:,} different element and attribute names")
+        if any(len(name or "") > self._max_name for name in itertools.islice(reversed(names), new)):
+            raise _invalid(f"a name is longer than {self._max_name} characters")
+
+    def _expand(self, name: str) -> str:
+        """`name` as "uri}local", without the prefix (cached: a part repeats a few names)."""
+        expanded = self._expanded.get(name)
+        if expanded is None:
+            expanded = self._expanded[name] = name.rsplit(_SEP, 1)[0] if name.count(_SEP) == 2 else name
+        return expanded
+
+    def _attribute(self, attrs: dict[str, str], name: str, default: str | None = None) -> str | None:
+        """The value of the attribute `name` ("uri}local"), whatever its prefix."""
+        for key, value in attrs.items():
+            if self._expand(key) == name:
+                return value
+        return default
+
+    def _too_deep(self) -> _Refused:
+        return _invalid(f"elements nest deeper than {self._max_depth} levels")
 
     def _namespace_start(self, prefix: str | None, uri: str | None) -> None:
         self._namespaces += 1
@@ -322,9 +354,9 @@ class _Part(_Handler):
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         stack = self._stack
-        if len(stack) >= self._max_depth or len(name) > self._max_name:
-            raise self._too_deep_or_long(len(stack) + 1, name)
-        stack.append(self.kind_of(stack[-1] if stack else None, name, attrs))
+        if len(stack) >= self._max_depth:
+            raise self._too_deep()
+        stack.append(self.kind_of(stack[-1] if stack else None, self._expand(name), attrs))
 
     def end(self, name: str) -> None:
         self.ended(self._stack.pop())
@@ -349,6 +381,7 @@ class _Relationships(_Part):
     def kind_of(self, parent: int | None, name: str, attrs: dict[str, str]) -> int:
         if parent is None:
             return 1 if name == _RELS + _SEP + "Relationships" else _SKIP
+        # Type, Target and TargetMode have no namespace, so no prefix either
         if parent == 1 and name == _RELS + _SEP + "Relationship" and attrs.get("Type") == self._reltype:
             self.count += 1
             if self.first is None:
@@ -396,20 +429,20 @@ class _Styles(_Part):
             self._style, self._name, self._named = attrs, None, False
             return 2
         if parent == 2 and name == _W_NAME and not self._named:
-            self._name, self._named = attrs.get(_W_VAL), True
+            self._name, self._named = self._attribute(attrs, _W_VAL), True
         return _SKIP
 
     def ended(self, kind: int) -> None:
         if kind != 2:
             return
         style = self._style
-        paragraph = style.get(_W_TYPE) == "paragraph"
+        paragraph = self._attribute(style, _W_TYPE) == "paragraph"
         title = _UI_NAMES.get(self._name, self._name) in self._titles if paragraph else None
-        style_id = style.get(_W_STYLE_ID)
+        style_id = self._attribute(style, _W_STYLE_ID)
         if (style_id is not None and style_id not in self.ids and len(style_id) <= _STYLE_ID_MAX
                 and len(self.ids) < self._limits.styles):
             self.ids[style_id] = title
-        if paragraph and style.get(_W_DEFAULT) in _ON:
+        if paragraph and self._attribute(style, _W_DEFAULT) in _ON:
             self.default = bool(title)
 
 
@@ -425,7 +458,7 @@ _RUN_TEXT = {_W_TAB: "\t", _W_PTAB: "\t", _W_CR: "\n", _W_NO_BREAK_HYPHEN: "-"}
 # Kinds from _PARAGRAPH on have something to do when they end.
 (_ROOT, _DOCUMENT, _BODY, _PARAGRAPH_PROPERTIES, _HYPERLINK, _RUN, _TEXT_DONE, _TABLE, _ROW_PROPERTIES,
  _CELL_PROPERTIES, _PARAGRAPH, _CELL, _ROW, _TEXT) = range(1, 15)
-_XML_SPACE = "http://www.w3.org/XML/1998/namespace" + _SEP + "space"
+_XML_SPACE = "http://www.w3.org/XML/1998/namespace" + _SEP + "space" + _SEP + "xml"  # its prefix is always xml
 _XML_BLANKS = " \t\n\r"
 _JOIN_EVERY = 1024  # pieces of text joined at once, so that each costs its characters, not an object
 
@@ -541,12 +574,14 @@ class _Body(_Handler):
 
     def start(self, name: str, attrs: dict[str, str]) -> None:
         stack = self._stack
-        if len(stack) > self._max_depth or len(name) > self._max_name:
-            raise self._too_deep_or_long(len(stack), name)
+        if len(stack) > self._max_depth:
+            raise self._too_deep()
         parent = stack[-1]
         if parent == _SKIP:
             stack.append(_SKIP)
-        elif parent == _RUN:
+            return
+        name = self._expanded.get(name) or self._expand(name)
+        if parent == _RUN:
             if name == _W_T:
                 stack.append(_TEXT)
                 self._start_text(attrs)
@@ -554,7 +589,7 @@ class _Body(_Handler):
             stack.append(_SKIP)
             if name in _RUN_TEXT:
                 self._paragraph.add(_RUN_TEXT[name])
-            elif name == _W_BR and attrs.get(_W_TYPE, "textWrapping") == "textWrapping":
+            elif name == _W_BR and self._attribute(attrs, _W_TYPE, "textWrapping") == "textWrapping":
                 self._paragraph.add("\n")
         elif parent == _PARAGRAPH:
             if name == _W_R:
@@ -585,7 +620,7 @@ class _Body(_Handler):
         elif parent == _PARAGRAPH_PROPERTIES:
             if name == _W_PSTYLE and self._properties == 1:
                 self._properties = 2
-                self._style_id = attrs.get(_W_VAL)
+                self._style_id = self._attribute(attrs, _W_VAL)
             stack.append(_SKIP)
         else:
             kind = self._in_block(parent, name, attrs)
@@ -610,7 +645,7 @@ class _Body(_Handler):
             self._cell_property(name, attrs)
         elif parent == _ROW_PROPERTIES and name == _W_GRID_BEFORE and self._first_grid_before:
             self._first_grid_before = False
-            self._grid_before = _integer(attrs.get(_W_VAL), 0)
+            self._grid_before = _integer(self._attribute(attrs, _W_VAL), 0)
         elif parent == _DOCUMENT and name == _W_BODY and not self._seen_body:
             self._seen_body = True  # python-docx reads the first w:body only
             return _BODY
@@ -633,10 +668,10 @@ class _Body(_Handler):
     def _cell_property(self, name: str, attrs: dict[str, str]) -> None:
         if name == _W_GRID_SPAN and self._first_span:
             self._first_span = False
-            self._span = _integer(attrs.get(_W_VAL), 1)
+            self._span = _integer(self._attribute(attrs, _W_VAL), 1)
         elif name == _W_VMERGE and self._first_merge:
             self._first_merge = False
-            self._merge = attrs.get(_W_VAL, "continue")  # a bare w:vMerge continues the cell above
+            self._merge = self._attribute(attrs, _W_VAL, "continue")  # a bare w:vMerge continues the cell above
 
     def end(self, name: str) -> None:
         kind = self._stack.pop()

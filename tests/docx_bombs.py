@@ -158,15 +158,22 @@ def ratio_bomb(megabytes: int) -> bytes:
                        padding=member.size // 100 - len(member.packed)))
 
 
+def names_bomb(tags: int = 2_000) -> bytes:
+    """Empty paragraphs with 1,000 attributes each, all named differently (2 million names by
+    default): expat keeps every name it meets until the part ends (350 MB for these)."""
+    paragraphs = ("<w:p " + " ".join(f'a{tag:04x}{n:03x}=""' for n in range(1_000)) + "/>" for tag in range(tags))
+    return docx(honest("word/document.xml", document_xml("".join(paragraphs))))
+
+
 def shape_bomb() -> bytes:
-    """All that expat must hold at once, each just under kb.wordml's caps: 900 namespaces of 999
-    characters declared on the root, 250 nested elements whose names (with their namespace) have
-    990 characters, and tags of nearly 1 MB of attributes (80,000 each) inside them; 4 MB of XML,
-    read whole (no text)."""
-    declarations = "".join(f' xmlns:n{n}="urn:{n:04d}{"u" * 991}"' for n in range(900))
-    names = [f"w:{'e' * (926 - len(str(n)))}{n}" for n in range(250)]
-    attributes = "<w:p " + " ".join(f'a{n:05x}=""' for n in range(80_000)) + "/>"
-    body = ("<w:p>" + "".join(f"<{name}>" for name in names) + attributes * 3
+    """All that expat must hold at once, up to kb.wordml's caps: 450 namespaces of 499 characters
+    declared on the root, 250 nested elements whose names (with namespace and prefix) have 495
+    characters, and inside them tags of nearly 1 MB whose attributes bring the different names,
+    prefixes and namespaces to 4,990 (of 5,000), 490 characters each; 4 MB of XML, read whole."""
+    declarations = "".join(f' xmlns:n{n}="urn:{n:04d}{"u" * 491}"' for n in range(450))
+    names = [f"w:{'e' * (430 - len(str(n)))}{n}" for n in range(250)]
+    attributes = ["<w:p " + " ".join(f'a{tag}{n:04d}{"z" * 484}=""' for n in range(1_917)) + "/>" for tag in range(2)]
+    body = ("<w:p>" + "".join(f"<{name}>" for name in names) + "".join(attributes) * 2
             + "".join(f"</{name}>" for name in reversed(names)) + "</w:p>")
     xml = HEAD.replace(b"<w:document ", f"<w:document{declarations} ".encode()) + body.encode() + TAIL
     return docx(honest("word/document.xml", xml))

@@ -328,6 +328,9 @@ def test_hostile_files_are_refused_in_200_mb_where_zipfile_read_runs_out(tmp_pat
         bomb = tmp_path / f"{name}.docx"
         bomb.write_bytes(data)
         assert "(a zip bomb?)\ndone" in _in_small_memory(bomb, "wordml"), name
+    names = tmp_path / "names.docx"
+    names.write_bytes(docx_bombs.names_bomb())
+    assert "more than 5,000 different element and attribute names\ndone" in _in_small_memory(names, "wordml")
     shape = tmp_path / "shape.docx"
     shape.write_bytes(docx_bombs.shape_bomb())  # all of expat's state at its caps, read whole
     assert _in_small_memory(shape, "wordml", megabytes=100) == "done"
@@ -381,9 +384,15 @@ def test_long_tags_names_and_namespaces_are_refused():
 
     assert refused(f'<w:p w:rsidR="{"0" * 2**21}"/>') == ("not a valid .docx: word/document.xml has a tag longer"
                                                           " than 1 MB")
-    assert refused(f'<w:{"p" * 1001}/>') == "not a valid .docx: an element name is longer than 1000 characters"
-    assert refused(f'<w:p xmlns:x="urn:{"x" * 1000}"/>') == ("not a valid .docx: a namespace is longer than 1000"
-                                                             " characters")
+    assert refused(f'<w:{"p" * 500}/>') == "not a valid .docx: a name is longer than 500 characters"
+    assert refused(f'<w:p {"a" * 501}="1"/>') == "not a valid .docx: a name is longer than 500 characters"
+    many = "".join(f'<w:p a{n}="" b{n}=""/>' for n in range(2_500))
+    assert refused(many) == "not a valid .docx: more than 5,000 different element and attribute names"
+    prefixes = "".join(f'<x{n}:p xmlns:x{n}="{W}"/>' for n in range(2_000))  # one name, 2,000 prefixes
+    assert refused(prefixes, names=1_000) == ("not a valid .docx: more than 1,000 different element and"
+                                              " attribute names")
+    assert refused(f'<w:p xmlns:x="urn:{"x" * 500}"/>') == ("not a valid .docx: a namespace is longer than 500"
+                                                            " characters")
     declarations = "".join(f'<w:p xmlns:n{n}="urn:n">' for n in range(60)) + "</w:p>" * 60
     assert "namespace declarations" in refused(declarations, namespaces=50)
     row = "<w:tbl><w:tr>" + "<w:tc><w:p/></w:tc>" * 1001 + "</w:tr></w:tbl>"
