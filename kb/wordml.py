@@ -565,8 +565,9 @@ class _Body(_Handler):
             self._blank = None  # dropped: libxml2 drops blanks before a CDATA section, and keeps its text
 
     def _start_text(self, attrs: dict[str, str]) -> None:
-        """A w:t in a run begins. libxml2 (python-docx's parser drops blank text) removes its leading
-        blank text if a child node follows it and xml:space="preserve" is not in effect."""
+        """A w:t in a run begins. python-docx's parser (libxml2 with remove_blank_text) drops its
+        leading text if that is all blank, a child node follows and xml:space="preserve" is not in
+        effect; docs/reliability.md says where libxml2 keeps it anyway and kb.wordml does not."""
         self._space[_TEXT] = attrs.get(_XML_SPACE)
         space = next((value for kind in reversed(self._stack)
                       if (value := self._space.get(kind)) in ("preserve", "default")), None)
