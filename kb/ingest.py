@@ -550,62 +550,19 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     return next((line for line in lines if _title_like(line)), stem)
 
 
-def _check_expansion(path: str, data: bytes) -> None:
-    """Refuse a .docx whose parts unpack to more than 20 times the file limit (a zip bomb).
-
-    The sizes are those the archive declares; Python's zipfile reads no member past its declared
-    size, so the check bounds what parsing can read.
-    """
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            expanded = sum(info.file_size for info in archive.infolist())
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise UnreadableFile(path, f"not a valid .docx: {exc}") from None
-    if expanded > 20 * max_file_bytes():
-        raise UnreadableFile(path, f"not a plausible .docx: its parts unpack to {expanded / 2**20:.0f} MB"
-                                   f" from {len(data) / 2**20:.1f} MB (a zip bomb?)")
 
 
 def _read_docx(path: str, data: bytes, stem: str) -> tuple[str, str]:
-    """Paragraphs and table rows in body order, and the title."""
-    import docx
-    from docx.table import Table
-    from docx.text.paragraph import Paragraph
+    """Paragraphs and table rows in body order, and the title (kb.wordml: memory bounded, zip bombs refused)."""
+    from kb.wordml import read_docx
 
-    _check_expansion(path, data)
-    try:
-        document = docx.Document(io.BytesIO(data))
-        lines: list[str] = []
-        title = ""
-        for child in document.element.body.iterchildren():
-            tag = child.tag.rsplit("}", 1)[-1]
-            if tag == "p":
-                paragraph = Paragraph(child, document)
-                lines.append(paragraph.text)
-                style = paragraph.style.name if paragraph.style is not None else ""
-                # only top-level styles: the laws put chapters (第一章 总则) in "Heading 2"
-                if not title and paragraph.text.strip() and style in ("Title", "Heading 1"):
-                    title = paragraph.text
-            elif tag == "tbl":
-                lines.extend(_table_rows(Table(child, document)))
-    except Exception as exc:  # python-docx raises zipfile, KeyError, lxml errors for broken files
-        raise UnreadableFile(path, f"not a valid .docx: {exc}") from exc
-    text = normalize_text("\n".join(lines))
+    # only top-level styles: the laws put chapters (第一章 总则) in "Heading 2"
+    document = read_docx(data, path, title_styles=("Title", "Heading 1"))
+    text = normalize_text(document.text)
     if not text.strip():
         raise UnreadableFile(path, "document has no text")
-    title = normalize_text(title).strip() or _title_from_line(text, stem)
+    title = normalize_text(document.title).strip() or _title_from_line(text, stem)
     return text, title
-
-
-def _table_rows(table) -> list[str]:
-    """One line per table row, cells joined by " | "; a merged cell is written once."""
-    rows = []
-    for row in table.rows:
-        cells = {cell._tc: cell.text for cell in row.cells}  # a merged cell repeats its <w:tc> element
-        rows.append(" | ".join(" ".join(text.split()) for text in cells.values()))
-    return rows
 
 
 _BLOCK_TAGS = {"address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption",
