@@ -420,8 +420,9 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
         else:
             title = _title_from_line(re.sub(r"^#+ *", "", text.lstrip()) if kind == "md" else text, stem)
     _check_text(path, text)
-    # A title is one line wherever it is shown (a citation, a CSV cell, a heading).
-    title = " ".join(title.split()) or stem
+    # A title is one line wherever it is shown (a citation, a CSV cell, a heading); a .docx title
+    # paragraph may hold line breaks.
+    title = re.sub(r"\s*\n\s*", " ", title).strip() or stem
     if traditional_share(text) >= TRADITIONAL_SHARE:
         # Simplified, so that the index (tokens and vectors) and queries, simplified too, meet; the
         # same length, so page offsets and spans still hold.
