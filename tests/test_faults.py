@@ -16,12 +16,13 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import opencc
 import pytest
 
 from kb.cli import main
 from kb.dense import FakeEmbedder
-from kb.errors import IndexWriteError, KbError
-from kb.ingest import discover
+from kb.errors import IndexWriteError, KbError, ModelUnavailable, UnreadableFile
+from kb.ingest import discover, file_digest, read_file
 from kb.knowledgebase import KnowledgeBase, check_index, update_index
 from kb.store import current_build
 from tests.conftest import DEMO_REPORT, ROOT
@@ -104,6 +105,7 @@ def test_unreadable_folder_or_file_keeps_its_documents(nobody_dir):
     os.chmod(docs / "sub", 0o755)
     os.chmod(docs / "wage.txt", 0)  # a file, not a folder
     result = kb_cli("ingest", str(docs), "--index", str(index), "--quiet", user=NOBODY)
+    assert "removed 0, kept 1 that could not be read now" in result.stdout
     assert "cannot read file: Permission denied (the version indexed before is kept)" in result.stdout
     assert doc_ids(index) == everything
 
@@ -143,9 +145,32 @@ def test_file_replaced_by_a_broken_link_or_a_fifo_keeps_its_document(tmp_path):
                        "leave.txt": "not a regular file (the version indexed before is kept)"}
     assert {doc.id for doc in kb.documents} == {"docs/wage.txt", "docs/leave.txt"}
     assert kb.search("拖欠工资")[0].doc_id == "docs/wage.txt"
+    assert report.kept == ("docs/leave.txt", "docs/wage.txt")
     (docs / "wage.txt").unlink()
     (docs / "leave.txt").unlink()
     assert set(kb.ingest([docs]).removed) == {"docs/wage.txt", "docs/leave.txt"}
+
+
+FIFO_AFTER_DISCOVERY = """
+import os, sys
+from kb.ingest import discover, read_document
+from kb.errors import UnreadableFile
+[source], _ = discover([sys.argv[1]])
+os.unlink(source.path)
+os.mkfifo(source.path)  # between discovery and reading: only the read itself can tell
+try:
+    read_document(source)
+except UnreadableFile as exc:
+    print(exc.reason)
+"""
+
+
+def test_a_fifo_put_in_place_after_discovery_is_not_read(tmp_path):
+    path = write(tmp_path / "wage.txt", WAGE)
+    # A new process, so that a read that blocks for ever fails this test at the timeout, not the run.
+    result = subprocess.run([sys.executable, "-c", FIFO_AFTER_DISCOVERY, str(path)], capture_output=True,
+                            text=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.stdout.strip() == "not a regular file", result.stderr
 
 
 # ---------------------------------------------------------------- file names
@@ -186,6 +211,18 @@ def test_file_and_folder_names_that_are_not_utf8_are_indexed(tmp_path, capsys):
     assert "removed 1," in capsys.readouterr().out
 
 
+def test_a_gbk_name_beside_its_utf8_twin_gets_its_own_id(tmp_path):
+    docs = tmp_path / "docs"
+    write(docs / "工资通知.txt", WAGE)
+    gbk = bytes(docs) + b"/" + "工资通知.txt".encode("gbk")
+    with open(gbk, "wb") as handle:
+        handle.write(LEAVE.encode("gbk"))
+    report = KnowledgeBase(None, FakeEmbedder()).ingest([docs])
+    assert report.skipped == ()
+    assert set(report.added) == {"docs/工资通知.txt",
+                                 "docs/" + "工资通知.txt".encode("gbk").decode("utf-8", "backslashreplace")}
+
+
 def test_two_folders_with_the_same_name_are_refused(tmp_path, capsys):
     write(tmp_path / "a" / "docs" / "notice.txt", WAGE)
     write(tmp_path / "b" / "docs" / "notice.txt", LEAVE)
@@ -196,6 +233,25 @@ def test_two_folders_with_the_same_name_are_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "would both be indexed as docs/notice.txt" in err
     assert not (tmp_path / "index" / "CURRENT").exists()
+
+
+def test_a_folder_with_the_name_of_an_indexed_one_does_not_replace_it(tmp_path, capsys):
+    write(tmp_path / "a" / "docs" / "notice.txt", WAGE)
+    write(tmp_path / "b" / "docs" / "notice.txt", LEAVE)
+    index = tmp_path / "index"
+    assert main(["ingest", str(tmp_path / "a" / "docs"), "--index", str(index), "--model", "fake", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["ingest", str(tmp_path / "b" / "docs"), "--index", str(index), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "docs/notice.txt is indexed from " + str(tmp_path / "a" / "docs" / "notice.txt") in out
+    assert "kept 1" in out and "(0 new, 0 changed" in out
+    kb = KnowledgeBase.load(index, FakeEmbedder())
+    assert kb.document("docs/notice.txt").path == str(tmp_path / "a" / "docs" / "notice.txt")
+    # A folder that was moved is another matter: its old place is empty, and the new one takes over.
+    shutil.move(tmp_path / "a" / "docs", tmp_path / "moved")
+    assert main(["ingest", str(tmp_path / "b" / "docs"), "--index", str(index), "--quiet"]) == 0
+    assert "(0 new, 1 changed" in capsys.readouterr().out
+    assert KnowledgeBase.load(index, FakeEmbedder()).search("怀孕")[0].doc_id == "docs/notice.txt"
 
 
 def test_links_leading_outside_the_given_paths_are_followed_only_when_asked(tmp_path):
@@ -237,6 +293,36 @@ def test_random_bytes_and_control_characters_are_not_text_in_any_format(tmp_path
     assert set(reasons) == {f"noise{suffix}", f"controls{suffix}"}
     assert reasons[f"controls{suffix}"].startswith(("no text", "empty file", "HTML page has no text"))
     assert reasons[f"noise{suffix}"].startswith(("not readable text", "not UTF-8", "binary file"))
+
+
+NAMES = ("王伟 李娜 张敏 刘洋 陈静 杨帆 赵磊 黄婷 周杰 吴昊 徐丽 孙鹏 胡军 朱琳 高峰 林涛 何欢 郭强 马超 罗晶 梁斌 宋佳 "
+         "郑浩 谢瑶 韩梅 唐亮 冯雪 于洁 董辉 萧然 程琪 曹阳 袁野 邓超 许诺 傅聪 沈星 曾毅 彭博 吕薇 苏瑾 卢鑫 蒋欣")
+
+
+@pytest.mark.parametrize("name, text, encoding", [
+    ("名单.txt", "关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4, "utf-8"),
+    ("名单-gbk.txt", "关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4, "gbk"),
+    ("名单-big5.txt", opencc.OpenCC("s2t").convert("关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4).replace("峯", "峰"), "big5"),
+    ("russian.txt", "Трудовой кодекс Российской Федерации. Статья 136. Заработная плата выплачивается не реже"
+                    " чем каждые полмесяца.", "utf-8"),
+    ("korean.md", "# 근로기준법\n임금은 매월 1회 이상 일정한 날짜를 정하여 지급하여야 한다.", "utf-8"),
+    ("uyghur.html", "<p>ئەمگەك ھەققى ۋاقتىدا تۆلىنىشى كېرەك.</p>", "utf-8"),
+    ("figures.txt", "2019 2020 2021\n12.5 13.1 14.2\n", "utf-8")])
+def test_real_text_of_any_kind_is_text(tmp_path, name, text, encoding):
+    """The is-this-text check refuses noise, not other scripts or lists of rare characters."""
+    path = tmp_path / "docs" / name
+    path.parent.mkdir()
+    path.write_bytes(text.encode(encoding))
+    report = KnowledgeBase(None, FakeEmbedder()).ingest([path.parent])
+    assert report.skipped == () and report.added == (f"docs/{name}",)
+
+
+def test_the_limit_holds_for_what_is_read_not_only_for_the_size_said(monkeypatch):
+    monkeypatch.setenv("KB_MAX_FILE_MB", "0.001")  # 1 KB: /proc/self/maps says 0 bytes and holds more
+    with pytest.raises(UnreadableFile, match="over the 0.001 MB limit"):
+        read_file("/proc/self/maps")
+    with pytest.raises(UnreadableFile, match="over the 0.001 MB limit"):
+        file_digest("/proc/self/maps")
 
 
 def test_file_size_is_checked_before_any_byte_is_hashed(tmp_path, monkeypatch):
@@ -421,6 +507,82 @@ def test_a_bad_vector_in_the_cache_is_re_embedded_not_copied(tmp_path, capsys):
     assert check_index(index)["cache"] == "ok"  # the build's vectors are finite: check_index verifies them
 
 
+KILL_MID_COMMIT = """
+import os, signal, sqlite3, sys
+db = sqlite3.connect(sys.argv[1])
+db.execute("PRAGMA cache_size=5")  # small, so that pages go to the file before the commit
+db.execute("BEGIN")
+for n in range(3000):
+    db.execute("INSERT INTO vectors VALUES ('m', ?, ?)", (str(n), os.urandom(1024)))
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_a_cache_write_killed_mid_commit_is_not_called_damage(tmp_path):
+    docs = copy_all([DEMO_REPORT], tmp_path / "docs")
+    with tmpfs("8m") as disk:
+        index = disk / "index"
+        assert kb_cli("ingest", str(docs), "--index", str(index), "--model", "fake", "--quiet").returncode == 0
+        killed = subprocess.run([sys.executable, "-c", KILL_MID_COMMIT, str(index / "embeddings.sqlite")])
+        assert killed.returncode == -signal.SIGKILL and (index / "embeddings.sqlite-journal").stat().st_size
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        result = kb_cli("check", "--index", str(index))
+        assert result.returncode == 0 and "damaged" not in result.stdout + result.stderr
+        assert "not checked: an interrupted write is pending (embeddings.sqlite-journal)" in result.stdout
+        subprocess.run(["mount", "-o", "remount,rw", str(disk)], check=True)
+        check_ok(index)  # with write access SQLite rolls the write back, and the cache is whole
+        assert not (index / "embeddings.sqlite-journal").exists()
+        assert kb_cli("ingest", str(docs), "--index", str(index), "--rebuild", "--quiet").returncode == 0
+
+
+def test_cache_rows_of_another_size_and_an_empty_cache_file_are_no_damage(tmp_path, capsys):
+    docs = copy_all([DEMO_REPORT], tmp_path / "docs")
+    index = tmp_path / "index"
+    update_index(index, [docs], model="fake")
+    db = sqlite3.connect(index / "embeddings.sqlite")
+    rows = db.execute("SELECT key FROM vectors").fetchall()
+    with db:
+        db.execute("UPDATE vectors SET vector = x'616263' WHERE key = ?", rows[0])  # 3 bytes
+        db.execute("UPDATE vectors SET vector = ? WHERE key = ?", (bytes(4 * 256), rows[1][0]))  # all zero
+    db.close()
+    assert main(["check", "--index", str(index)]) == 0
+    assert "1 unusable vectors" in capsys.readouterr().out  # the zero row is usable: a text with nothing to embed
+    embedder = FakeEmbedder()
+    rebuilt = KnowledgeBase(index, embedder)
+    rebuilt.ingest([docs])
+    assert embedder.calls == 1
+    (index / "embeddings.sqlite").unlink()
+    (index / "embeddings.sqlite").touch()  # what a cache whose first write found the disk full leaves
+    assert main(["check", "--index", str(index)]) == 0
+    assert "embedding cache empty" in capsys.readouterr().out
+
+
+class NaNEmbedder(FakeEmbedder):
+    def embed_passages(self, texts):
+        vectors = super().embed_passages(texts)
+        vectors[0, 0] = np.nan
+        return vectors
+
+
+def test_a_model_that_returns_nan_changes_nothing(tmp_path):
+    docs = copy_all([DEMO_REPORT], tmp_path / "docs")
+    index = tmp_path / "index"
+    update_index(index, [docs], model="fake")
+    write(docs / "wage.txt", WAGE)
+    kb = KnowledgeBase.load(index, NaNEmbedder())
+    with pytest.raises(ModelUnavailable, match="not finite"):
+        kb.ingest([docs])
+    assert doc_ids(index) == {"docs/" + DEMO_REPORT.name} and check_index(index)["cache"] == "ok"
+
+
+@pytest.mark.parametrize("name", ["index#1", "index%20a", "索引?x"])
+def test_an_index_folder_named_with_uri_characters_loads(tmp_path, name):
+    docs = copy_all([DEMO_REPORT], tmp_path / "docs")
+    update_index(tmp_path / name, [docs], model="fake")
+    assert doc_ids(tmp_path / name) == {"docs/" + DEMO_REPORT.name}
+    assert check_index(tmp_path / name)["cache"] == "ok"
+
+
 def test_lost_current_recovers_the_newest_complete_build(tmp_path, capsys):
     docs = tmp_path / "docs"
     write(docs / "wage.txt", WAGE)
@@ -430,11 +592,17 @@ def test_lost_current_recovers_the_newest_complete_build(tmp_path, capsys):
     _, report = update_index(index, [docs])
     newest = current_build(index)
     (index / "builds" / ".tmp-20990101T000000-deadbeef").mkdir()  # a killed ingest's debris
+    shutil.copytree(newest, index / "builds" / "20990101T000000-0badf00d")  # named like a build, but
+    (index / "builds" / "20990101T000000-0badf00d" / "vectors.npy").unlink()  # a file is missing
+    shutil.copytree(newest, index / "builds" / "20990101T000001-0badf00d")
+    (index / "builds" / "20990101T000001-0badf00d" / "manifest.json").unlink()  # and no manifest
     (index / "CURRENT").unlink()
     assert current_build(index) == newest
     assert doc_ids(index) == {"docs/wage.txt", "docs/leave.txt"}
     assert main(["check", "--index", str(index)]) == 0
     assert "note: CURRENT is missing; the newest complete build above is used" in capsys.readouterr().out
+    _, report = update_index(index, [docs])  # nothing changed: no new build, but CURRENT named again
+    assert not report.updated and (index / "CURRENT").read_text().strip() == newest.name
     write(docs / "overtime.txt", OVERTIME)
     _, report = update_index(index, [docs])
     assert report.added == ("docs/overtime.txt",) and report.unchanged == ("docs/leave.txt", "docs/wage.txt")
@@ -481,15 +649,33 @@ def test_output_into_a_closed_pipe_ends_quietly(tmp_path):
     assert stderr == ""
 
 
+def test_an_ingest_whose_reader_has_gone_still_finishes(tmp_path, shared):
+    docs = copy_all(policies(shared, 20), tmp_path / "docs")
+    index = tmp_path / "index"
+    script = shutil.which("kb", path=str(Path(sys.executable).parent))
+    command = [script] if script else [sys.executable, "-m", "kb.cli"]
+    process = subprocess.Popen([*command, "ingest", str(docs), "--index", str(index), "--model", "fake"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONPATH": str(ROOT)})
+    process.stdout.close()  # `kb ingest 2>&1 | head -1`: the progress bar and the summary go nowhere
+    process.stderr.close()
+    assert process.wait(timeout=300) in (0, 141)
+    assert len(doc_ids(index)) == 20
+
+
 def test_control_characters_from_file_names_and_text_are_not_printed(tmp_path, capsys):
-    docs = tmp_path / "docs"
-    name = "欠薪\x1b[2J\x1b]0;pwned\x07\r通知\u202e.txt"
-    write(docs / name, "关于欠薪\x9b31m的通知\u202e\n\n拖欠工资的用人单位依法查处。")
+    hostile = "\x1b[2J\x1b]0;pwned\x07\r\u202e"
+    docs = tmp_path / f"docs{hostile}"  # the folder given: printed by info as a source
+    write(docs / f"欠薪{hostile}通知.txt", "关于欠薪\x9b31m的通知\u202e\n\n拖欠工资的用人单位依法查处。")
+    write(docs / f"扫描{hostile}.pdf", "not a PDF")  # skipped: its name is in the ingest summary
     index = tmp_path / "index"
     assert main(["ingest", str(docs), "--index", str(index), "--model", "fake", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "skipped " in out and "扫描[2J]0;pwned.pdf: not a valid PDF" in out
+    assert not any(ch in out for ch in "\x1b\x07\r\x9b\u202e"), repr(out)
     for args in (["search", "欠薪"], ["search", "欠薪", "--json"], ["info"]):
-        capsys.readouterr()
         assert main([*args, "--index", str(index)]) == 0
         out = capsys.readouterr().out
-        assert "欠薪" in out or args == ["info"]
+        assert ("欠薪" if args[0] == "search" else "docs[2J]0;pwned") in out
         assert not any(ch in out for ch in "\x1b\x07\r\x9b\u202e"), repr(out)
+    assert "\\u001b[2J" in main.__globals__["_json"]({"t": hostile})
