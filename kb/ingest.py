@@ -363,7 +363,7 @@ def _drop_page_numbers(text: str) -> str:
 def _looks_garbled(text: str) -> bool:
     """True when a PDF's text layer is mostly noise: a broken ToUnicode map yields controls, U+FFFD or
     Latin-1 mojibake, and too few letters (a layer of only digits and symbols is a broken one too)."""
-    chars = [c for c in text if not c.isspace()]
+    chars = [c for c in _sample(text) if not c.isspace()]
     if not chars:
         return False
     readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and c.isalpha()))
@@ -425,7 +425,7 @@ def read_document(source: SourceFile, sha256: str | None = None) -> Document:
     # A title is one line wherever it is shown (a citation, a CSV cell, a heading); a .docx title
     # paragraph may hold line breaks.
     title = re.sub(r"\s*\n\s*", " ", title).strip() or stem
-    if traditional_share(text) >= TRADITIONAL_SHARE:
+    if traditional_share(_sample(text)) >= TRADITIONAL_SHARE:
         # Simplified, so that the index (tokens and vectors) and queries, simplified too, meet; the
         # same length, so page offsets and spans still hold.
         text, title = simplify(text), simplify(title)
@@ -498,11 +498,23 @@ def _too_large(path: str, limit: int, size: int | None = None) -> UnreadableFile
 def _check_text(path: str, text: str) -> None:
     """The same "is this text?" test for every format: words there (letters or digits of any script),
     and not binary data decoded as text."""
-    chars = [c for c in text if not c.isspace()]
-    if not any(c.isalnum() for c in chars):
+    if not _ALPHANUMERIC.search(text):
         raise UnreadableFile(path, "no text: only spaces, punctuation or control characters")
+    chars = [c for c in _sample(text) if not c.isspace()]
     if _noise_share(chars) > 0.08 or sum(1 for c in chars if c.isalnum()) / len(chars) < 0.15:
         raise UnreadableFile(path, NOT_TEXT)
+
+
+_ALPHANUMERIC = re.compile(r"[^\W_]")
+
+
+def _sample(text: str, size: int = 200_000) -> str:
+    """`text`, or for a longer one 20 windows spread over it: what the text checks look at, so that
+    their cost does not grow with a 200 MB file (a list of its characters alone took gigabytes)."""
+    if len(text) <= size:
+        return text
+    step, width = len(text) // 20, size // 20
+    return "".join(text[start:start + width] for start in range(0, step * 20, step))
 
 
 NOT_TEXT = "not readable text (binary data, or a wrong text encoding?)"
@@ -515,7 +527,7 @@ def _check_guessed_reading(path: str, text: str) -> None:
     included, has nine in ten of its ideographs among the 3,755 frequent ones (GB2312 level 1); random
     bytes read as GB18030 or Big5 about one in three (docs/reliability.md).
     """
-    ideographs = basic_ideographs(simplify(text))
+    ideographs = basic_ideographs(simplify(_sample(text)))
     if len(ideographs) >= 50 and sum(map(_frequent, ideographs)) / len(ideographs) < 0.6:
         raise UnreadableFile(path, NOT_TEXT)
 

@@ -77,11 +77,33 @@ def traditional_share(text: str) -> float:
 def simplify(text: str) -> str:
     """`text` in simplified characters by OpenCC's t2s rules, character for character: same length,
     so offsets into it still hold (where a phrase rule would change the length, each character is
-    converted alone)."""
+    converted alone).
+
+    A long text goes to OpenCC in pieces cut at line ends (its phrases never span lines): in one
+    call it takes about 80 bytes per character (measured: 1.3 GB for a 50 MB text).
+    """
+    return "".join(_simplify_piece(piece) for piece in _pieces(text, _PIECE))
+
+
+_PIECE = 100_000
+
+
+def _simplify_piece(text: str) -> str:
     converted = _converter().convert(text)
     if len(converted) != len(text):
         converted = "".join(_converter().convert(ch) for ch in text)
     return converted
+
+
+def _pieces(text: str, size: int):
+    """`text` in consecutive pieces of about `size` characters, each ending at a line end where there
+    is one within another `size` characters (else cut there: a phrase across the cut stays as it was)."""
+    start = 0
+    while start < len(text):
+        end = text.find("\n", start + size, start + 2 * size)
+        end = min(len(text), start + size) if end < 0 else end + 1
+        yield text[start:end]
+        start = end
 
 
 def to_simplified(query: str) -> str:

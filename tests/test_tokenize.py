@@ -165,3 +165,20 @@ def test_to_simplified_converts_traditional_queries_only():
     # OpenCC's phrase table rewrites this simplified phrase (坏 → 坯); a simplified query is left alone.
     assert to_simplified("未破坏土地的") == "未破坏土地的"
     assert to_simplified("根治欠薪 ABC ｆｕｌｌ") == "根治欠薪 ABC ｆｕｌｌ"
+
+
+def test_a_long_traditional_text_is_simplified_in_pieces_as_line_by_line(demo_text):
+    """simplify() hands OpenCC pieces cut at line ends (a 200 MB text in one call took gigabytes):
+    the result is that of converting each line alone, of the same length."""
+    import opencc
+
+    from kb.tokenize import simplify
+
+    traditional = opencc.OpenCC("s2t").convert(demo_text) * 40  # about 160,000 characters
+    assert len(traditional) > 150_000 and traditional != demo_text * 40
+    simplified = simplify(traditional)
+    assert len(simplified) == len(traditional)
+    assert simplified == "".join(simplify(line) for line in traditional.splitlines(keepends=True))
+    assert simplified.count("劳动") == (demo_text * 40).count("劳动") > 0
+    no_lines = "勞動合同" * 60_000  # no line end to cut at: cut at the size, still whole
+    assert simplify(no_lines) == "劳动合同" * 60_000
