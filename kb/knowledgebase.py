@@ -198,11 +198,10 @@ class KnowledgeBase:
                     (changed if source.doc_id in documents else added).append(source.doc_id)
                     documents[source.doc_id] = result
         seen = {source.doc_id for source in sources}
-        gone = [doc_id for doc_id, doc in documents.items()
-                if doc_id not in seen and any(is_under(doc.path, root) for root in roots)]
-        removed = [doc_id for doc_id in gone if not any(skip.covers(doc_id) for skip in skipped)]
         # Kept: indexed documents whose file or folder is there but could not be read or parsed now.
         kept = _covered(sorted(self._documents), skipped)
+        removed = [doc_id for doc_id, doc in documents.items() if doc_id not in seen and doc_id not in kept
+                   and any(is_under(doc.path, root) for root in roots)]
         skipped = [_with_kept_note(skip, kept) for skip in skipped]
         for doc_id in removed:
             del documents[doc_id]
@@ -212,7 +211,7 @@ class KnowledgeBase:
                 or self.manifest.get("chunking") != self.chunking.as_dict()):
             # Nothing to re-chunk or re-embed, and nothing for save() to write (see update_index).
             return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
-                                len(self._chunks), 0, time.monotonic() - started, timings, tuple(kept), False)
+                                len(self._chunks), 0, time.monotonic() - started, timings, tuple(sorted(kept)), False)
         if stale_metadata:
             # Extraction changed since these documents were indexed: their text is here, re-read it.
             parsed = set(added) | set(changed)
@@ -241,7 +240,7 @@ class KnowledgeBase:
         self.manifest = {**self.manifest, "build_seconds": round(seconds, 2),
                          "stage_seconds": {name: round(value, 2) for name, value in timings.items()}}
         return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
-                            len(chunks), embedded, seconds, timings, tuple(kept))
+                            len(chunks), embedded, seconds, timings, tuple(sorted(kept)))
 
     def _clash(self, source: SourceFile, roots: list[str]) -> bool:
         """True when `source` would take the id of an indexed document from another folder that is
@@ -358,8 +357,8 @@ class KnowledgeBase:
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
 
 
-def _covered(ids: list[str], skipped: list[Skipped]) -> list[str]:
-    """The ids (sorted) that a skip covers: its file's, or those under its folder (found by bisection)."""
+def _covered(ids: list[str], skipped: list[Skipped]) -> set[str]:
+    """The ids (of `ids`, sorted) that a skip covers: its file's, or those under its folder (by bisection)."""
     found: set[str] = set()
     for skip in skipped:
         if not skip.doc_id:
@@ -371,10 +370,10 @@ def _covered(ids: list[str], skipped: list[Skipped]) -> list[str]:
             if not skip.covers(doc_id):
                 break
             found.add(doc_id)
-    return sorted(found)
+    return found
 
 
-def _with_kept_note(skip: Skipped, kept: list[str]) -> Skipped:
+def _with_kept_note(skip: Skipped, kept: set[str]) -> Skipped:
     """The skip, saying what stays indexed from it: the file's earlier version, or a folder's documents."""
     if skip.doc_id in kept:
         note = " (the version indexed before is kept)"
