@@ -499,7 +499,7 @@ def check_index(index_dir: str | Path) -> dict:
     cache = index_dir / "embeddings.sqlite"
     cache_state = "absent"
     if cache.exists():
-        cache_state = store.check_cache(cache)
+        cache_state = store.check_cache(cache, manifest["embedder"]["model_id"], manifest["embedder"]["dim"])
     pointer = (index_dir / "CURRENT").is_file()
     return {"index": str(index_dir), "build": build.name, "files": len(manifest["files"]) + int(pointer),
             "documents": len(data.documents), "passages": len(data.chunks), "cache": cache_state,

@@ -234,20 +234,22 @@ def write_lock(index_dir: Path):
         handle.close()  # closing releases the lock, also when the process dies
 
 
-def check_cache(path: Path) -> str:
+def check_cache(path: Path, model_id: str, dim: int) -> str:
     """A line on the embedding cache's state, or IndexCorrupt when its file is damaged.
 
     Read without writing where it can be, so that a read-only index, a full disk or a file system
     without free inodes can still be checked; only damage is called damage (the cache only saves
     re-embedding, so deleting it is safe, but telling a user to delete a healthy file is not).
+    Rows of `model_id` (the index's model) must hold vectors of `dim` dimensions, as ingest reads them.
     """
     journal = path.with_name(path.name + "-journal")
-    if journal.is_file() and journal.stat().st_size and not _writable(path.parent):
+    pending = journal.is_file() and journal.stat().st_size > 0
+    if pending and not _writable(path.parent):
         # A killed ingest's write: the file is only whole again once SQLite rolls it back, which
         # takes write access; read as it is, it would look damaged.
         return f"not checked: an interrupted write is pending ({journal.name}); the next ingest rolls it back"
     try:
-        db = _open_for_check(path, journal)
+        db = _open_for_check(path, pending)
         try:
             tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if "vectors" not in tables:
@@ -256,7 +258,7 @@ def check_cache(path: Path) -> str:
                                        f" {CACHE_FIX}")
                 return "empty"
             result = db.execute("PRAGMA quick_check(1)").fetchone()[0]
-            unusable = 0 if result != "ok" else _count_unusable(db)
+            unusable = 0 if result != "ok" else _count_unusable(db, model_id, dim)
         finally:
             db.close()
     except sqlite3.DatabaseError as exc:
@@ -274,14 +276,14 @@ def check_cache(path: Path) -> str:
 CACHE_FIX = "delete this file (the next ingest re-embeds what it held)"
 
 
-def _open_for_check(path: Path, journal: Path) -> sqlite3.Connection:
+def _open_for_check(path: Path, pending: bool) -> sqlite3.Connection:
     """A connection for checking. With a pending rollback journal, a writable one, so that SQLite
     rolls the interrupted write back first. Else read-only, and when even that would need a file
     written (the -shm of a WAL database on a full or read-only disk), immutable: the main file as
     it is, which in WAL mode is whole."""
     if not path.is_file():
         raise sqlite3.OperationalError("unable to open database file")
-    if journal.is_file() and journal.stat().st_size:
+    if pending:
         return sqlite3.connect(path, timeout=10)
     try:
         db = sqlite3.connect(f"file:{_uri_path(path)}?mode=ro", uri=True, timeout=10)
@@ -307,11 +309,12 @@ def _uri_path(path: Path) -> str:
     return quote(str(path.resolve()))
 
 
-def _count_unusable(db: sqlite3.Connection) -> int:
-    dims = {len(blob) for (blob,) in db.execute("SELECT vector FROM vectors LIMIT 1")}
-    size = dims.pop() if dims else 0
-    return sum(1 for (blob,) in db.execute("SELECT vector FROM vectors")
-               if cached_vector(blob, size // 4 if size % 4 == 0 else 0) is None)
+def _count_unusable(db: sqlite3.Connection, model_id: str, dim: int) -> int:
+    """Rows that ingest would not use: of the index's model, any not of `dim` usable dimensions; of
+    other models (the cache outlives a change of model), any not a usable vector of its own length."""
+    return sum(1 for model, blob in db.execute("SELECT model, vector FROM vectors")
+               if cached_vector(blob, dim if model == model_id else len(blob) // 4 if len(blob) % 4 == 0 else 0)
+               is None)
 
 
 def cached_vector(blob: object, dim: int) -> np.ndarray | None:
