@@ -40,25 +40,61 @@ def write(path: Path, text: str) -> Path:
 
 
 def kb_cli(*args: str, user: int | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """`kb ARGS` in a new process (as `user` when given), with the fake model's index."""
-    environment = {**os.environ, **(env or {}), "PYTHONPATH": str(ROOT)}
+    """`kb ARGS` in a new process (as `user` when given, through the checkout as that user sees it)."""
+    python, root = _NOBODY_CHECKOUT if user is not None else (sys.executable, str(ROOT))
+    environment = {**os.environ, **(env or {}), "PYTHONPATH": root}
     if user is not None:
         environment["HOME"] = tempfile.gettempdir()
-    return subprocess.run([sys.executable, "-m", "kb.cli", *args], capture_output=True, text=True,
+    return subprocess.run([python, "-m", "kb.cli", *args], capture_output=True, text=True,
                           env=environment, user=user, group=user, extra_groups=[] if user is not None else None,
                           cwd=tempfile.gettempdir(), timeout=300)
 
 
-@pytest.fixture
-def nobody_dir():
-    """A folder owned by `nobody`, for tests where permissions must bite (they do not for root)."""
+_NOBODY_CHECKOUT = (sys.executable, str(ROOT))  # the Python and kb that `nobody` runs (nobody_checkout)
+
+
+def _nobody_can_run(python: str, root: str) -> str:
+    """"" when user nobody can run kb with `python` from `root`, else why not."""
+    try:
+        probe = subprocess.run([python, "-c", "import kb.cli"], user=NOBODY, group=NOBODY, extra_groups=[],
+                               env={**os.environ, "PYTHONPATH": root}, capture_output=True, text=True,
+                               cwd=tempfile.gettempdir())
+    except OSError as exc:  # the interpreter itself is out of reach
+        return str(exc)
+    return probe.stderr.strip()[-200:] if probe.returncode else ""
+
+
+@pytest.fixture(scope="session")
+def nobody_checkout():
+    """This checkout as user `nobody` can run it. A clone inside a folder only root may enter (`mktemp -d`
+    makes those) is bind-mounted at a folder anyone may enter, with its virtual environment."""
+    global _NOBODY_CHECKOUT
     if os.geteuid() != 0:
         pytest.skip("needs root to run kb as another user (as a non-root user, chmod already bites)")
-    probe = subprocess.run([sys.executable, "-c", "import kb.cli"], user=NOBODY, group=NOBODY, extra_groups=[],
-                           env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
-                           cwd=tempfile.gettempdir())
-    if probe.returncode != 0:
-        pytest.skip(f"user nobody cannot run this checkout's Python: {probe.stderr.strip()[-200:]}")
+    if not _nobody_can_run(sys.executable, str(ROOT)):
+        yield
+        return
+    inside = Path(sys.executable).is_relative_to(ROOT)
+    view = Path(tempfile.mkdtemp(prefix="kb-checkout-"))
+    view.chmod(0o755)
+    mounted = inside and subprocess.run(["mount", "--bind", str(ROOT), str(view)], capture_output=True).returncode == 0
+    python = str(view / Path(sys.executable).relative_to(ROOT)) if inside else sys.executable
+    problem = _nobody_can_run(python, str(view)) if mounted else "this checkout cannot be bind-mounted"
+    try:
+        if problem:
+            pytest.skip(f"user nobody cannot run this checkout's Python: {problem}")
+        _NOBODY_CHECKOUT = (python, str(view))
+        yield
+    finally:
+        _NOBODY_CHECKOUT = (sys.executable, str(ROOT))
+        if mounted:
+            subprocess.run(["umount", "-l", str(view)], check=False)
+        view.rmdir()
+
+
+@pytest.fixture
+def nobody_dir(nobody_checkout):
+    """A folder owned by `nobody`, for tests where permissions must bite (they do not for root)."""
     folder = Path(tempfile.mkdtemp(prefix="kb-nobody-"))
     os.chown(folder, NOBODY, NOBODY)
     try:
@@ -562,6 +598,27 @@ class NaNEmbedder(FakeEmbedder):
         vectors = super().embed_passages(texts)
         vectors[0, 0] = np.nan
         return vectors
+
+
+def test_a_cache_shared_by_two_models_is_checked_per_model(tmp_path, capsys):
+    """The cache outlives a change of model: another model's rows are of another length, not damage,
+    whichever row comes first; a row of the index's model must have that model's length."""
+    docs = copy_all([DEMO_REPORT], tmp_path / "docs")
+    other, index = tmp_path / "other", tmp_path / "index"
+    update_index(other, [docs], model="fake:64")
+    shutil.copy(other / "embeddings.sqlite", index.parent / "shared.sqlite")
+    index.mkdir()
+    shutil.copy(index.parent / "shared.sqlite", index / "embeddings.sqlite")  # the 64-dimension rows first
+    update_index(index, [docs], model="fake")
+    assert main(["check", "--index", str(index)]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("embedding cache ok")
+    db = sqlite3.connect(index / "embeddings.sqlite")
+    with db:  # a 64-dimension vector filed under the index's own 256-dimension model
+        db.execute("UPDATE vectors SET vector = (SELECT vector FROM vectors WHERE model = 'fake/char-bigram-hash-64'"
+                   " LIMIT 1) WHERE model = 'fake/char-bigram-hash-256' AND rowid = (SELECT max(rowid) FROM vectors)")
+    db.close()
+    assert main(["check", "--index", str(index)]) == 0
+    assert "1 unusable vectors" in capsys.readouterr().out
 
 
 def test_a_model_that_returns_nan_changes_nothing(tmp_path):
