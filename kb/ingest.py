@@ -105,7 +105,7 @@ def readable_name(name: str) -> str:
     try:
         return raw.decode("gb18030")
     except UnicodeDecodeError:
-        return raw.decode("utf-8", "backslashreplace")
+        return shown(name)
 
 
 def discover(paths, follow_links: bool = False) -> tuple[list[SourceFile], list[Skipped]]:
@@ -603,8 +603,6 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     if any(_is_cjk(c) for c in stem):
         return stem
     return next((line for line in lines if _title_like(line)), stem)
-
-
 
 
 def _read_docx(path: str, data: bytes, stem: str) -> tuple[str, str]:
