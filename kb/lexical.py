@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from array import array
-from dataclasses import dataclass
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from itertools import count
 from typing import Iterable, Sequence
 

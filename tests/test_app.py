@@ -20,8 +20,8 @@ from kb.answer import cite
 from kb.dense import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase, update_index
 from kb.markup import markdown_text
-from tests.conftest import DEMO_REPORT, ROOT
 from kb.store import current_build
+from tests.conftest import DEMO_REPORT, ROOT
 from tests.test_compare_export import LONG_TITLE, collective_bargaining_files
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
@@ -102,7 +102,8 @@ def test_document_markup_is_shown_as_text(index):
     # A title in Markdown: HTML-escaped in the card, every punctuation character escaped in the citation line.
     assert f"<b>[1] {html.escape(MARKUP_TITLE)}</b>" in bodies or f"<b>[2] {html.escape(MARKUP_TITLE)}</b>" in bodies
     caption = next(c.value for c in app.caption if "标题" in c.value)
-    assert caption.startswith(r"《\!\[t\]\(http\:\/\/127\.0\.0\.1\:9\/x\.png\) \*\*欠薪\*\* \$x\^2\$ \:red\[工资\] \<b\>通知\<\/b\>》")
+    assert caption.startswith(r"《\!\[t\]\(http\:\/\/127\.0\.0\.1\:9\/x\.png\) \*\*欠薪\*\* \$x\^2\$ "
+                              r"\:red\[工资\] \<b\>通知\<\/b\>》")
     assert caption.endswith(r"corpus\/\*\*标题\*\*\.md")
 
 
@@ -195,7 +196,8 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     ]).run()
     app.sidebar.button(key="index_uploads").click().run()
     assert not app.exception, app.exception
-    assert any("已索引 1 个文件" in s.value for s in app.sidebar.success), [e.value for e in [*app.sidebar.success, *app.sidebar.warning, *app.sidebar.error]]
+    assert any("已索引 1 个文件" in s.value for s in app.sidebar.success), \
+        [e.value for e in [*app.sidebar.success, *app.sidebar.warning, *app.sidebar.error]]
     warnings = " ".join(as_read(w.value) for w in app.sidebar.warning)
     assert "坏文件.pdf" in warnings and "not a valid PDF" in warnings
     uploads = tmp_path / "uploads"

@@ -4,8 +4,8 @@ On the local regulations about collective contracts, wage bargaining and trade u
 ../shared/corpus/laws/DLC (15 files from 上海, 北京, 山东, 河南, 浙江, 重庆).
 """
 import csv
-import os
 import io
+import os
 import re
 import shutil
 from pathlib import Path

@@ -338,7 +338,8 @@ NAMES = ("王伟 李娜 张敏 刘洋 陈静 杨帆 赵磊 黄婷 周杰 吴昊 
 @pytest.mark.parametrize("name, text, encoding", [
     ("名单.txt", "关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4, "utf-8"),
     ("名单-gbk.txt", "关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4, "gbk"),
-    ("名单-big5.txt", opencc.OpenCC("s2t").convert("关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4).replace("峯", "峰"), "big5"),
+    ("名单-big5.txt",
+     opencc.OpenCC("s2t").convert("关于表彰2023年度优秀工会工作者的决定\n" + NAMES * 4).replace("峯", "峰"), "big5"),
     ("russian.txt", "Трудовой кодекс Российской Федерации. Статья 136. Заработная плата выплачивается не реже"
                     " чем каждые полмесяца.", "utf-8"),
     ("korean.md", "# 근로기준법\n임금은 매월 1회 이상 일정한 날짜를 정하여 지급하여야 한다.", "utf-8"),

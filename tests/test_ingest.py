@@ -10,7 +10,6 @@ import pytest
 from pypdf import PdfReader, PdfWriter
 
 from kb.errors import KbError, UnreadableFile
-from kb.store import file_sha256
 from kb.ingest import (
     SUPPORTED_SUFFIXES,
     SourceFile,
@@ -19,6 +18,7 @@ from kb.ingest import (
     normalize_text,
     read_document,
 )
+from kb.store import file_sha256
 from tests.docx_bombs import relationships
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"

@@ -281,7 +281,8 @@ def test_hybrid_lifts_the_notice_that_matches_the_whole_question_but_not_statute
     without the query's words gains nothing."""
     title = "关于做好疫情防控期间就业和社会保险工作的通知"
     shared = "一、发放失业保险金\n对受疫情影响暂时失业的参保人员，由参保地经办机构按规定及时发放失业保险金，不得以任何理由拖延。"
-    answers = "二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，补贴资金从就业补助资金列支。"
+    answers = ("二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，"
+               "补贴资金从就业补助资金列支。")
     unrelated = "二、防疫物资保障\n各地要统筹口罩、消毒液等防疫物资的生产和调配，优先保障医疗机构和重点企业复工需要。"
     question = "参保人员失业了怎么领取失业保险金，企业吸纳失业人员有补贴吗"
     from kb.search import SearchSettings

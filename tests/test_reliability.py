@@ -137,7 +137,8 @@ def embedded_now(summary: str) -> int:
     return int(re.search(r"(\d+) embedded now", summary).group(1))
 
 
-@settings(max_examples=int(os.environ.get("KB_HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=int(os.environ.get("KB_HYPOTHESIS_EXAMPLES", "150")), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.one_of(
     st.text(max_size=60),
     st.text(alphabet=st.characters(codec="utf-8"), max_size=300),

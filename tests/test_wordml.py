@@ -15,7 +15,9 @@ from docx.oxml import parse_xml
 from kb.errors import UnreadableFile
 from kb.wordml import Limits, read_docx
 from tests import docx_bombs
-from tests.docx_bombs import W, docx as package, document_xml, honest, python_docx_read as reference
+from tests.docx_bombs import W, document_xml, honest
+from tests.docx_bombs import docx as package
+from tests.docx_bombs import python_docx_read as reference
 
 ROOT = Path(__file__).resolve().parent.parent
 TITLES = ("Title", "Heading 1")  # what kb.ingest asks for
