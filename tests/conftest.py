@@ -1,4 +1,9 @@
-"""Shared fixtures: where ../shared lives, and the demo corpus."""
+"""Shared fixtures: where ../shared lives, the demo corpus, and the synthetic corpus of tests/corpus.
+
+Tests that only need some Chinese policy text (to index, search, damage or kill) use tests/corpus:
+eight short documents invented for the tests (three local regulations of different cities with 章 and
+第X条, a national law excerpt, a notice with a 文号 and date, a tax Q&A, an HTML report and an opinion on
+unpaid wages), so that they run without ../shared. Tests of behaviour on real data use `shared`."""
 import os
 from pathlib import Path
 
@@ -6,6 +11,23 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_REPORT = ROOT / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
+SYNTHETIC_CORPUS = ROOT / "tests" / "corpus"
+
+
+def synthetic_files() -> list[Path]:
+    """The documents of tests/corpus, in a stable order (the names are ASCII: they sort the same everywhere)."""
+    return sorted(path for path in SYNTHETIC_CORPUS.iterdir() if path.is_file())
+
+
+def textless_pdf(path: Path) -> Path:
+    """A one-page PDF with no text layer, as a scan without OCR is."""
+    from pypdf import PdfWriter
+
+    writer = PdfWriter()
+    writer.add_blank_page(width=595, height=842)
+    with path.open("wb") as handle:
+        writer.write(handle)
+    return path
 
 
 def shared_path() -> Path:

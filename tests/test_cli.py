@@ -6,18 +6,19 @@ import pytest
 
 from kb.cli import main
 from kb.store import write_lock
-from tests.conftest import DEMO_REPORT
+from tests.conftest import DEMO_REPORT, synthetic_files, textless_pdf
 
 
 @pytest.fixture
-def index(tmp_path, shared, capsys):
-    """An index (fake embedder) of the demo report and a few real policy documents, plus a bad PDF."""
+def index(tmp_path, capsys):
+    """An index (fake embedder) of the demo report and a few synthetic policy documents, plus a PDF without text."""
     docs = tmp_path / "corpus"
     docs.mkdir()
     shutil.copy(DEMO_REPORT, docs)
-    for path in sorted((shared / "corpus" / "policies").iterdir())[:5]:
+    # No local regulation among them: a search for the type 地方性法规 must find nothing.
+    for path in [path for path in synthetic_files() if "regulation" not in path.name][:5]:
         shutil.copy(path, docs)
-    shutil.copy(shared / "torture" / "scanned_strips_zh.pdf", docs)
+    textless_pdf(docs / "scanned_strips_zh.pdf")
     index = tmp_path / "index"
     assert main(["ingest", str(docs), "--index", str(index), "--model", "fake", "--quiet"]) == 0
     out = capsys.readouterr().out

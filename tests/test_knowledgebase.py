@@ -10,18 +10,18 @@ from kb.dense import FakeEmbedder, VectorIndexSettings
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
 from kb.store import current_build, manifest_checksum
-from tests.conftest import DEMO_REPORT
+from tests.conftest import DEMO_REPORT, synthetic_files
 
 POLICY_SAMPLE = 6
 
 
 @pytest.fixture
-def corpus(tmp_path, shared) -> Path:
-    """A small corpus folder: the demo report, some real policy documents, one GB18030 file."""
+def corpus(tmp_path) -> Path:
+    """A small corpus folder: the demo report, some synthetic policy documents, one GB18030 file."""
     folder = tmp_path / "docs"
     (folder / "policies").mkdir(parents=True)
     shutil.copy(DEMO_REPORT, folder / DEMO_REPORT.name)
-    for path in sorted((shared / "corpus" / "policies").iterdir())[:POLICY_SAMPLE]:
+    for path in synthetic_files()[:POLICY_SAMPLE]:
         shutil.copy(path, folder / "policies" / path.name)
     (folder / "policies" / "欠薪.txt").write_bytes(
         "关于根治拖欠农民工工资的通知\n\n用人单位拖欠劳动者工资的，由劳动保障监察机构责令限期支付。".encode("gb18030"))
@@ -120,7 +120,7 @@ def test_unreadable_file_is_reported_and_its_indexed_version_kept(tmp_path, corp
     assert "docs/policies/欠薪.txt" in {doc.id for doc in kb.documents}
 
 
-def test_ingest_of_another_folder_keeps_the_first(tmp_path, corpus, shared):
+def test_ingest_of_another_folder_keeps_the_first(tmp_path, corpus):
     kb = new_kb(tmp_path / "index")
     kb.ingest([corpus / "policies"])
     first = {doc.id for doc in kb.documents}

@@ -21,7 +21,7 @@ from kb.dense import FakeEmbedder, VectorIndexSettings
 from kb.errors import BadQuery, KbError
 from kb.knowledgebase import KnowledgeBase, check_index
 from kb.store import current_build
-from tests.conftest import DEMO_REPORT, ROOT
+from tests.conftest import DEMO_REPORT, ROOT, synthetic_files
 
 QUERIES = ["江门 产业工人 发展党员", "复工复产 企业 补贴", "疫情防控 税收 优惠", "老板拖了三个月工资不发怎么办"]
 
@@ -31,13 +31,13 @@ def answers(kb: KnowledgeBase) -> dict[str, list[tuple[str, int]]]:
 
 
 @pytest.fixture(scope="module")
-def small_index(tmp_path_factory, shared) -> Path:
-    """Demo report and 12 policy documents, fake embedder, HNSW forced so that ann.npy exists too."""
+def small_index(tmp_path_factory) -> Path:
+    """Demo report and the synthetic policy documents, fake embedder, HNSW forced so that ann.npy exists too."""
     work = tmp_path_factory.mktemp("reliability")
     docs = work / "docs"
     docs.mkdir()
     shutil.copy(DEMO_REPORT, docs)
-    for path in sorted((shared / "corpus" / "policies").iterdir())[:12]:
+    for path in synthetic_files():
         shutil.copy(path, docs)
     kb = KnowledgeBase(work / "index", FakeEmbedder(), vector_index=VectorIndexSettings(ann_threshold=10))
     kb.ingest([docs])
@@ -51,7 +51,7 @@ def build_files(index: Path) -> list[str]:
 
 def test_check_passes_on_a_sound_index(small_index, capsys):
     report = check_index(small_index)
-    assert report["documents"] == 13 and report["cache"] == "ok"
+    assert report["documents"] == 1 + len(synthetic_files()) and report["cache"] == "ok"
     assert report["files"] == len(build_files(small_index))
     assert main(["check", "--index", str(small_index)]) == 0
     assert capsys.readouterr().out.startswith("ok: ")
