@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Set up and run kb with nothing but python3: `python3 tasks.py app` or `python3 tasks.py test`.
 
-app   create .venv, install kb, index corpus/ (only what changed), start the Streamlit app
-test  create .venv, install kb with test extras (and, as root, Debian's Chromium for the browser
-      test), run the whole test suite (what CI runs)
+app   create .venv, install kb with the app extra, index corpus/ (only what changed), start the Streamlit app
+test  create .venv, install kb with the test and app extras (and, as root, Debian's Chromium for the
+      browser test), then run ruff, mypy and the whole test suite, stopping at the first that fails
+      (what CI runs; arguments after `test` go to pytest)
 """
 import os
 import shutil
@@ -18,8 +19,11 @@ BIN = VENV / "bin"
 
 
 def run(*command: str) -> None:
+    """Run a step, printed first; a failing step ends tasks.py with its exit code (its own output says why)."""
     print("+", " ".join(command), flush=True)
-    subprocess.run(command, cwd=ROOT, check=True)
+    returncode = subprocess.run(command, cwd=ROOT).returncode
+    if returncode != 0:
+        sys.exit(returncode)
 
 
 def ensure_environment(extras: str) -> None:
@@ -31,7 +35,7 @@ def ensure_environment(extras: str) -> None:
 
 
 def app(extra_args: list[str]) -> None:
-    ensure_environment("")
+    ensure_environment("app")
     kb = str(BIN / "kb")
     ingest = [kb, "ingest", "corpus"]
     if (ROOT / "index").exists() and not os.environ.get("KB_INDEX"):
@@ -61,10 +65,14 @@ def ensure_browser() -> None:
 
 
 def test(extra_args: list[str]) -> None:
-    ensure_environment("test")
+    # The app tests drive app.py, which needs streamlit and pandas.
+    ensure_environment("test,app")
     ensure_browser()
-    result = subprocess.run([str(BIN / "python"), "-m", "pytest", *extra_args], cwd=ROOT)
-    sys.exit(result.returncode)
+    python = str(BIN / "python")
+    # Lint and types first: they take seconds, the tests minutes. Their settings are in pyproject.toml.
+    run(python, "-m", "ruff", "check", ".")
+    run(python, "-m", "mypy")
+    run(python, "-m", "pytest", *extra_args)
 
 
 if __name__ == "__main__":

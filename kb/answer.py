@@ -89,11 +89,12 @@ def extractive_answer(query: str, hits: list[Hit], max_sentences: int = 3, from_
             start = hit.start + offset
             scored.append((share / (1 + 0.1 * (hit.rank - 1)), hit.rank, start,
                            AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence))))
-    best, seen = [], set()
-    for _, _, _, sentence in sorted(scored, key=lambda item: (-item[0], item[1], item[2])):
-        if sentence.text not in seen:  # the same sentence in two overlapping passages counts once
-            seen.add(sentence.text)
-            best.append(sentence)
+    best: list[AnswerSentence] = []
+    seen: set[str] = set()
+    for _, _, _, answer in sorted(scored, key=lambda item: (-item[0], item[1], item[2])):
+        if answer.text not in seen:  # the same sentence in two overlapping passages counts once
+            seen.add(answer.text)
+            best.append(answer)
         if len(best) == max_sentences:
             break
     return best

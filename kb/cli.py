@@ -2,17 +2,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import signal
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from kb import __version__
 from kb.errors import KbError
 from kb.markup import escape_unprintable, terminal_line, terminal_text
 from kb.settings import validate as validate_settings
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 DESCRIPTION = """\
 Knowledge base for Chinese policy documents: hybrid BM25 + vector search with cited passages.
@@ -249,7 +254,7 @@ def _eval(args) -> int:
     for mode in modes:
         progress = None if args.json else _ProgressBar(f"eval {mode}")
         results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k, terms=False), data, documents,
-                                 progress and (lambda done, total: progress("queries", done, total)))
+                                 None if progress is None else functools.partial(progress, "queries"))
     if args.write:
         name = args.name or Path(args.queries).resolve().parent.name
         write_report(args.write, name, report(name, results, kb.info(), kb.manifest))
@@ -270,7 +275,7 @@ class _ProgressBar:
 
     def __init__(self, prefix: str = ""):
         self.prefix = prefix
-        self._bars: dict[str, object] = {}
+        self._bars: dict[str, tqdm[NoReturn]] = {}
         self._gone = False
 
     def __call__(self, stage: str, done: int, total: int) -> None:

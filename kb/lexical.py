@@ -108,7 +108,7 @@ class BM25Index:
         missing = sorted(set(ARRAY_DTYPES) - set(arrays))
         if missing:
             raise ValueError(f"BM25 arrays missing: {', '.join(missing)}")
-        typed = {}
+        typed: dict[str, np.ndarray] = {}
         for name, dtype in ARRAY_DTYPES.items():
             value = np.asarray(arrays[name])
             if value.ndim != 1 or not np.issubdtype(value.dtype, np.integer):

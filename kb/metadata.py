@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import re
 import threading
+from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
 from importlib import resources
@@ -307,9 +308,8 @@ def _divisions() -> tuple[tuple[str, str], ...]:
 @lru_cache(maxsize=1)
 def _ambiguous_counties() -> frozenset[str]:
     """County-level names that more than one division carries."""
-    names = [name for adcode, name in _divisions() if adcode[4:6] != "00"]
-    seen: set[str] = set()
-    return frozenset(name for name in names if name in seen or seen.add(name))
+    counts = Counter(name for adcode, name in _divisions() if adcode[4:6] != "00")
+    return frozenset(name for name, count in counts.items() if count > 1)
 
 
 def place_label(place: tuple[str, ...]) -> str:

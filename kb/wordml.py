@@ -30,7 +30,7 @@ import posixpath
 import re
 import zipfile
 import zlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Generator, Iterator
 from dataclasses import dataclass
 from xml.parsers import expat
 
@@ -201,7 +201,7 @@ class _Package:
             inflating.close()  # now, not when collected: it counts what was inflated
         handler.close(member)
 
-    def _chunks(self, member: str) -> Iterator[bytes]:
+    def _chunks(self, member: str) -> Generator[bytes, None, None]:
         """The inflated bytes of `member`, CHUNK at a time, refused as soon as a cap is passed."""
         try:
             info = self._zip.getinfo(member)
@@ -437,7 +437,7 @@ class _Styles(_Part):
             return
         style = self._style
         paragraph = self._attribute(style, _W_TYPE) == "paragraph"
-        title = _UI_NAMES.get(self._name, self._name) in self._titles if paragraph else None
+        title = (self._name is not None and _UI_NAMES.get(self._name, self._name) in self._titles) if paragraph else None
         style_id = self._attribute(style, _W_STYLE_ID)
         if (style_id is not None and style_id not in self.ids and len(style_id) <= _STYLE_ID_MAX
                 and len(self.ids) < self._limits.styles):
@@ -530,7 +530,8 @@ class _Body(_Handler):
         self._grid_before = 0
         self._first_row_properties = self._first_grid_before = True
         self._cell = _Pieces("\n")
-        self._span, self._merge = 1, None
+        self._span = 1
+        self._merge: str | None = None  # w:vMerge of the cell: "restart", "continue" or none
         self._first_cell_properties = self._first_span = self._first_merge = True
 
     def parser(self, encoding: str | None):
