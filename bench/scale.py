@@ -42,8 +42,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.dense import DEFAULT_MODEL, VectorIndexSettings, make_embedder  # noqa: E402
+from kb.embed import DEFAULT_MODEL, make_embedder  # noqa: E402
 from kb.settings import ann_threshold  # noqa: E402
+from kb.vectors import VectorIndexSettings  # noqa: E402
 
 POOL = 256
 NOISE = 0.35  # relative to a unit vector: near-duplicates stay near, but distinct

@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from kb.dense import VectorIndex, VectorIndexSettings  # noqa: E402
 from kb.knowledgebase import KnowledgeBase  # noqa: E402
+from kb.vectors import VectorIndex, VectorIndexSettings  # noqa: E402
 
 
 def timed(function, *args):

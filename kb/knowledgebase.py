@@ -17,7 +17,7 @@ import numpy as np
 
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
-from kb.dense import DEFAULT_MODEL, Embedder, VectorIndex, VectorIndexSettings, make_embedder
+from kb.embed import DEFAULT_MODEL, Embedder, make_embedder
 from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexWriteError, ModelUnavailable, UnreadableFile
 from kb.ingest import SourceFile, discover, file_digest, is_under, read_document, shown
 from kb.lexical import BM25Index, TermCounts, count_terms
@@ -25,6 +25,7 @@ from kb.metadata import METADATA_VERSION, with_metadata
 from kb.records import Chunk, Document, Hit, IngestReport, Skipped
 from kb.search import Filters, Searcher, SearchSettings
 from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
+from kb.vectors import VectorIndex, VectorIndexSettings
 
 Progress = Callable[[str, int, int], None]  # (stage, done, total)
 EMBED_BATCH = 16

@@ -10,13 +10,14 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kb.chunk import article_numbers, article_range, indexed_text
-from kb.dense import Embedder, VectorIndex
+from kb.embed import Embedder
 from kb.errors import BadQuery
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
 from kb.metadata import LEGAL_RANK_BELOW_LAW, LEGAL_TYPES, might_name_place, place_matches, resolve_place
 from kb.records import Chunk, Document, Hit
 from kb.tokenize import normalize, to_simplified, tokenize
+from kb.vectors import VectorIndex
 
 MODES = ("hybrid", "bm25", "vector")
 MAX_K = 1000

@@ -326,7 +326,7 @@ def cached_vector(blob: object, dim: int) -> np.ndarray | None:
 
 
 def usable_vector(vector: np.ndarray) -> bool:
-    """Finite, and of unit length as every embedder returns its vectors (kb.dense.Embedder), or all
+    """Finite, and of unit length as every embedder returns its vectors (kb.embed.Embedder), or all
     zero, which normalise_rows leaves for a text with nothing to embed."""
     if not np.isfinite(vector).all():
         return False

@@ -17,7 +17,7 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 
 from kb.answer import cite
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase, update_index
 from kb.markup import markdown_text
 from kb.store import current_build

@@ -21,7 +21,7 @@ import docx
 import pytest
 from docx.enum.text import WD_BREAK
 
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
 from tests.conftest import DEMO_REPORT, ROOT
 from tests.test_compare_export import collective_bargaining_files

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from kb.answer import extractive_answer, group_by_place
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.errors import BadUpload
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv, reference
 from kb.ingest import save_upload

