@@ -122,12 +122,16 @@ class Manifest:
     files: Mapping[str, FileEntry] = field(default_factory=dict)  # filled in by save(), which writes them
 
     def __post_init__(self) -> None:
-        for name, kind in (("embedder", EmbedderRecord), ("vector_index", VectorIndexRecord), ("counts", Counts),
-                           ("tokenizer", str), ("kb_version", str)):
+        required: tuple[tuple[str, type], ...] = (
+            ("embedder", EmbedderRecord), ("vector_index", VectorIndexRecord), ("counts", Counts),
+            ("tokenizer", str), ("kb_version", str))
+        for name, kind in required:
             _check(getattr(self, name), kind, name)
-        for name, kind in (("metadata_version", int), ("created", str), ("build_seconds", (int, float))):
+        optional: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+            ("metadata_version", int), ("created", str), ("build_seconds", (int, float)))
+        for name, optional_kind in optional:
             if getattr(self, name) is not None:
-                _check(getattr(self, name), kind, name)
+                _check(getattr(self, name), optional_kind, name)
         object.__setattr__(self, "chunking", _mapping(self.chunking, int, "chunking"))
         object.__setattr__(self, "bm25", _mapping(self.bm25, (int, float), "bm25"))
         object.__setattr__(self, "files", _mapping(self.files, FileEntry, "files"))
@@ -197,7 +201,7 @@ class Manifest:
         except KeyError as exc:
             raise IndexCorrupt(f"{path}: manifest lacks {exc}; {REBUILD_HINT}") from None
         except (TypeError, ValueError) as exc:
-            raise IndexCorrupt(f"{path}: manifest garbles {exc}; {REBUILD_HINT}") from None
+            raise IndexCorrupt(f"{path}: {exc}; {REBUILD_HINT}") from None
 
 
 def _check(value: object, kind: type | tuple[type, ...], name: str) -> Any:
