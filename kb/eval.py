@@ -7,12 +7,15 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kb.errors import BadEvalData, BadQuery
 from kb.ingest import normalize_text
 from kb.records import Hit
 from kb.search import SearchSettings
+
+if TYPE_CHECKING:
+    from kb.store import Manifest
 
 PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents remain for Recall@100
 METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
@@ -120,13 +123,13 @@ def markdown_table(results: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest: dict,
+def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest: Manifest | None,
            settings: SearchSettings = SearchSettings()) -> str:
     """The Markdown block `kb eval --write` keeps in a document: what was measured, on what, and the table."""
     first = next(iter(results.values()))
     chunking = info["chunking"]
-    build_bytes = sum(entry.get("bytes", 0) for entry in manifest.get("files", {}).values())
-    bm25 = manifest.get("bm25", {})
+    build_bytes = sum(entry.bytes for entry in manifest.files.values()) if manifest else 0
+    bm25 = manifest.bm25 if manifest else {}
     lines = [
         f"Measured {datetime.date.today().isoformat()} by `kb eval` (kb {info['kb_version']}): "
         f"{first['queries']:,} queries, evidence located for {first['evidence_located']:,}.",

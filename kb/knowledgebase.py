@@ -9,7 +9,6 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -47,8 +46,9 @@ class KnowledgeBase:
         self.chunking = chunking or ChunkSettings()
         self.tokenizer = tokenizer
         self.vector_index = vector_index or VectorIndexSettings()
-        self.manifest: dict = {}
+        self.manifest: store.Manifest | None = None  # of the build loaded or saved; None before either
         self.sources: list[str] = []
+        self._build_seconds: float | None = None  # of the last ingest that changed the index
         self._unsaved = True  # a new index is written even when empty
         self.build: Path | None = None  # the build directory this state was loaded from or saved as
         self._set_state({}, [], np.zeros((0, self.embedder.dim), dtype=np.float32),
@@ -64,21 +64,19 @@ class KnowledgeBase:
         data = store.load(index_dir, verify=verify)
         manifest = data.manifest
         try:
-            recorded = manifest["embedder"]
             # Indexes from before article_size cut law articles at `size` like everything else.
-            chunking = ChunkSettings(**{"article_size": manifest["chunking"]["size"], **manifest["chunking"]})
-            vector_index = VectorIndexSettings(**manifest["vector_index"]["settings"])
-            bm25_params = manifest["bm25"]
-            tokenizer = manifest["tokenizer"]
+            chunking = ChunkSettings(**{"article_size": manifest.chunking["size"], **manifest.chunking})
+            vector_index = _vector_index_settings(manifest)
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorrupt(f"{index_dir}: manifest lacks or garbles {exc}; {store.REBUILD_HINT}") from None
+        recorded, tokenizer = manifest.embedder, manifest.tokenizer
         if embedder is None:
-            embedder = make_embedder(recorded["spec"])
+            embedder = make_embedder(recorded.spec)
         elif isinstance(embedder, str):
             embedder = make_embedder(embedder)
-        if embedder.model_id != recorded["model_id"] or embedder.dim != recorded["dim"]:
+        if embedder.model_id != recorded.model_id or embedder.dim != recorded.dim:
             raise IndexMismatch(
-                f"index at {index_dir} was built with model {recorded['model_id']} (dim {recorded['dim']}),"
+                f"index at {index_dir} was built with model {recorded.model_id} (dim {recorded.dim}),"
                 f" not {embedder.model_id} (dim {embedder.dim}): search it without --model, or rebuild it with"
                 f" `kb ingest --rebuild --model ... PATH...`")
         tokenizer_name = tokenizer.partition("@")[0]
@@ -89,37 +87,34 @@ class KnowledgeBase:
         kb = cls(index_dir, embedder, chunking, tokenizer_name, vector_index)
         kb.manifest = manifest
         kb.build = data.build
-        kb.sources = list(manifest.get("sources", []))
+        kb.sources = list(manifest.sources)
+        kb._build_seconds = manifest.build_seconds
         kb._unsaved = False
         try:
             # Checksums verified means these are the arrays kb wrote and checked when building.
-            bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **bm25_params, check_postings=not verify)
+            bm25 = BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest.bm25, check_postings=not verify)
             kb._set_state({doc.id: doc for doc in data.documents}, data.chunks, data.vectors, bm25, data.ann)
         except ValueError as exc:
             raise IndexCorrupt(f"{index_dir}: inconsistent index files ({exc}); {store.REBUILD_HINT}") from None
         return kb
 
     def save(self) -> Path:
-        """Write the index as a new build and swap it in atomically."""
+        """Write the index as a new build and swap it in atomically, under the writer lock (the caller's,
+        as in update_index, or taken for the save: IndexBusy while another writer has it)."""
         if self.index_dir is None:
             raise ValueError("this KnowledgeBase has no index directory to save to")
         arrays, vocabulary = self._bm25.to_arrays()
-        manifest = {
-            "format": store.FORMAT,
-            "format_version": store.FORMAT_VERSION,
-            "kb_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "build_seconds": self.manifest.get("build_seconds"),
-            "embedder": {"model_id": self.embedder.model_id, "dim": self.embedder.dim, "spec": self.embedder.spec},
-            "tokenizer": tokenizer_id(self.tokenizer),
-            "chunking": self.chunking.as_dict(),
-            "bm25": self._bm25.params(),
-            "vector_index": {"kind": self._vectors.kind, "settings": self.vector_index.as_dict()},
-            "metadata_version": METADATA_VERSION,
-            "counts": {"documents": len(self._documents), "passages": len(self._chunks),
-                       "vocabulary": len(vocabulary)},
-            "sources": self.sources,
-        }
+        manifest = store.Manifest(
+            embedder=store.EmbedderRecord(self.embedder.model_id, self.embedder.dim, self.embedder.spec),
+            tokenizer=tokenizer_id(self.tokenizer),
+            chunking=self.chunking.as_dict(),
+            bm25=self._bm25.params(),
+            vector_index=store.VectorIndexRecord(self._vectors.kind, self.vector_index.as_dict()),
+            counts=store.Counts(len(self._documents), len(self._chunks), len(vocabulary)),
+            metadata_version=METADATA_VERSION,
+            sources=tuple(self.sources),
+            build_seconds=self._build_seconds,
+        )
         data = store.IndexData(manifest, list(self._documents.values()), self._chunks, self._vectors.vectors,
                                arrays, vocabulary, self._vectors.ann_bytes())
         build = store.save(self.index_dir, data)
@@ -149,7 +144,7 @@ class KnowledgeBase:
                 return kb
             if held.build == build:
                 return held
-            same_model = store.read_manifest(index_dir, build)["embedder"].get("model_id") == held.embedder.model_id
+            same_model = store.read_manifest(index_dir, build).embedder.model_id == held.embedder.model_id
             cls._live[index_dir] = kb = cls.load(index_dir, held.embedder if same_model else None)
         return kb
 
@@ -207,9 +202,10 @@ class KnowledgeBase:
         for doc_id in removed:
             del documents[doc_id]
         sources_now = sorted(set(self.sources) | set(roots))
-        stale_metadata = self.manifest.get("metadata_version", METADATA_VERSION) != METADATA_VERSION
+        recorded = self.manifest
+        stale_metadata = recorded is not None and recorded.metadata_version not in (None, METADATA_VERSION)
         if not (added or changed or removed or stale_metadata or self._unsaved or sources_now != self.sources
-                or self.manifest.get("chunking") != self.chunking.as_dict()):
+                or recorded is None or recorded.chunking != self.chunking.as_dict()):
             # Nothing to re-chunk or re-embed, and nothing for save() to write (see update_index).
             return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
                                 len(self._chunks), 0, time.monotonic() - started, timings, tuple(sorted(kept)), False)
@@ -238,8 +234,7 @@ class KnowledgeBase:
             self._set_state(documents, chunks, vectors, bm25)
             self._unsaved = True
         seconds = time.monotonic() - started
-        self.manifest = {**self.manifest, "build_seconds": round(seconds, 2),
-                         "stage_seconds": {name: round(value, 2) for name, value in timings.items()}}
+        self._build_seconds = round(seconds, 2)  # saved with the build; the stages are in the report
         return IngestReport(tuple(added), tuple(changed), tuple(unchanged), tuple(removed), tuple(skipped),
                             len(chunks), embedded, seconds, timings, tuple(sorted(kept)))
 
@@ -326,9 +321,9 @@ class KnowledgeBase:
             "tokenizer": tokenizer_id(self.tokenizer),
             "chunking": self.chunking.as_dict(),
             "vector_index": self._vectors.kind,
-            "created": self.manifest.get("created"),
-            "build_seconds": self.manifest.get("build_seconds"),
-            "kb_version": self.manifest.get("kb_version", __version__),
+            "created": self.manifest.created if self.manifest else None,
+            "build_seconds": self._build_seconds,
+            "kb_version": self.manifest.kb_version if self.manifest else __version__,
             "sources": self.sources,
             # Documents per province (or 全国) and per type, most first: what the filters can select.
             "places": dict(Counter(doc.meta.place[0] if doc.meta.place else "" for doc in docs).most_common()),
@@ -483,7 +478,7 @@ def check_index(index_dir: str | Path) -> dict:
     build = data.build  # not CURRENT again: a swap meanwhile would name another build
     manifest = data.manifest
     try:
-        BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest["bm25"], check_postings=True)
+        BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest.bm25, check_postings=True)
     except (ValueError, TypeError, KeyError) as exc:
         raise IndexCorrupt(f"{build}: BM25 arrays inconsistent ({exc}); {store.REBUILD_HINT}") from None
     lengths = {doc.id: len(doc.text) for doc in data.documents}
@@ -494,14 +489,19 @@ def check_index(index_dir: str | Path) -> dict:
     if not np.isfinite(data.vectors).all():
         raise IndexCorrupt(f"{build / 'vectors.npy'}: holds non-finite values; {store.REBUILD_HINT}")
     try:
-        VectorIndex(data.vectors, VectorIndexSettings(**manifest["vector_index"]["settings"]), data.ann)
+        VectorIndex(data.vectors, _vector_index_settings(manifest), data.ann)
     except (ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise IndexCorrupt(f"{build / 'ann.npy'}: HNSW graph unusable ({exc}); {store.REBUILD_HINT}") from None
     cache = index_dir / "embeddings.sqlite"
     cache_state = "absent"
     if cache.exists():
-        cache_state = store.check_cache(cache, manifest["embedder"]["model_id"], manifest["embedder"]["dim"])
+        cache_state = store.check_cache(cache, manifest.embedder.model_id, manifest.embedder.dim)
     pointer = (index_dir / "CURRENT").is_file()
-    return {"index": str(index_dir), "build": build.name, "files": len(manifest["files"]) + int(pointer),
+    return {"index": str(index_dir), "build": build.name, "files": len(manifest.files) + int(pointer),
             "documents": len(data.documents), "passages": len(data.chunks), "cache": cache_state,
             "pointer": pointer}
+
+
+def _vector_index_settings(manifest: store.Manifest) -> VectorIndexSettings:
+    """The vector search settings a build was made with (TypeError or ValueError when they are not)."""
+    return VectorIndexSettings(**manifest.vector_index.settings)

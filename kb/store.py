@@ -21,11 +21,16 @@ import os
 import re
 import shutil
 import sqlite3
+import threading
 import time
 import uuid
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
 from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any
 
 import numpy as np
 
@@ -39,11 +44,203 @@ FORMAT_VERSION = 3  # 2: documents carry metadata (place, date, issuer, number, 
 REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
 
 
+@dataclass(frozen=True)
+class EmbedderRecord:
+    """The model a build's vectors come from; `spec` is what kb.dense.make_embedder takes to make it again."""
+
+    model_id: str
+    dim: int
+    spec: str
+
+    def __post_init__(self) -> None:
+        _check(self.model_id, str, "embedder.model_id")
+        _check(self.spec, str, "embedder.spec")
+        if _check(self.dim, int, "embedder.dim") <= 0:
+            raise ValueError(f"embedder.dim must be positive, got {self.dim}")
+
+
+@dataclass(frozen=True)
+class VectorIndexRecord:
+    """How the vectors are searched: `kind` (exact or hnsw) and the VectorIndexSettings as plain values
+    (kb.dense builds the settings from them; store must not import it)."""
+
+    kind: str
+    settings: Mapping[str, int]
+
+    def __post_init__(self) -> None:
+        _check(self.kind, str, "vector_index.kind")
+        object.__setattr__(self, "settings", _mapping(self.settings, int, "vector_index.settings"))
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a build holds; loading compares them with its files."""
+
+    documents: int
+    passages: int
+    vocabulary: int
+
+    def __post_init__(self) -> None:
+        for name in ("documents", "passages", "vocabulary"):
+            if _check(getattr(self, name), int, f"counts.{name}") < 0:
+                raise ValueError(f"counts.{name} must not be negative, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One file of a build, as written."""
+
+    sha256: str
+    bytes: int
+
+    def __post_init__(self) -> None:
+        _check(self.sha256, str, "files[].sha256")
+        _check(self.bytes, int, "files[].bytes")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A build's manifest.json as a record: built by KnowledgeBase.save, completed with its files by
+    `save`, read and checked by `read_manifest`.
+
+    On disk it is the JSON object of FORMAT_VERSION 3, key for key (`to_json`), so builds written before
+    and after this record existed read the same. Chunking and BM25 settings are plain mappings: the
+    classes that own them (kb.chunk, kb.lexical) are built from them by the reader.
+    """
+
+    embedder: EmbedderRecord
+    tokenizer: str
+    chunking: Mapping[str, int]
+    bm25: Mapping[str, float]
+    vector_index: VectorIndexRecord
+    counts: Counts
+    metadata_version: int | None = None  # None: not recorded (read as the current extractor's)
+    sources: tuple[str, ...] = ()
+    kb_version: str = __version__
+    created: str | None = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    build_seconds: float | None = None  # the ingest that made it; None for a save without one
+    files: Mapping[str, FileEntry] = field(default_factory=dict)  # filled in by save(), which writes them
+
+    def __post_init__(self) -> None:
+        required: tuple[tuple[str, type], ...] = (
+            ("embedder", EmbedderRecord), ("vector_index", VectorIndexRecord), ("counts", Counts),
+            ("tokenizer", str), ("kb_version", str))
+        for name, kind in required:
+            _check(getattr(self, name), kind, name)
+        optional: tuple[tuple[str, type | tuple[type, ...]], ...] = (
+            ("metadata_version", int), ("created", str), ("build_seconds", (int, float)))
+        for name, optional_kind in optional:
+            if getattr(self, name) is not None:
+                _check(getattr(self, name), optional_kind, name)
+        object.__setattr__(self, "chunking", _mapping(self.chunking, int, "chunking"))
+        object.__setattr__(self, "bm25", _mapping(self.bm25, (int, float), "bm25"))
+        object.__setattr__(self, "files", _mapping(self.files, FileEntry, "files"))
+        if isinstance(self.sources, str) or not isinstance(self.sources, (list, tuple)):
+            raise TypeError(f"sources must be a list of paths, got {type(self.sources).__name__}")
+        object.__setattr__(self, "sources", tuple(self.sources))
+        for source in self.sources:
+            _check(source, str, "sources[]")
+        for name in self.files:
+            # Names are joined to the build folder: a path would reach outside it.
+            if name in ("", ".", "..") or "/" in name or "\0" in name:
+                raise ValueError(f"files names {name!r}, which is not a file of the build")
+
+    def to_json(self) -> dict[str, Any]:
+        """The manifest.json object, with its checksum last (keys in the order kb has always written them)."""
+        body: dict[str, Any] = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kb_version": self.kb_version,
+            "created": self.created,
+            "build_seconds": self.build_seconds,
+            "embedder": asdict(self.embedder),
+            "tokenizer": self.tokenizer,
+            "chunking": dict(self.chunking),
+            "bm25": dict(self.bm25),
+            "vector_index": {"kind": self.vector_index.kind, "settings": dict(self.vector_index.settings)},
+            "metadata_version": self.metadata_version,
+            "counts": asdict(self.counts),
+            "sources": list(self.sources),
+            "files": {name: asdict(entry) for name, entry in self.files.items()},
+        }
+        body["manifest_sha256"] = manifest_checksum(body)
+        return body
+
+    @classmethod
+    def from_json(cls, obj: object, path: Path, index_dir: Path) -> Manifest:
+        """The record of the manifest.json object `obj` read from `path`; IndexCorrupt or IndexMismatch,
+        naming the file or index and the fix, when it is not a whole manifest this kb reads."""
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT:
+            raise IndexCorrupt(f"{path}: not a kb index manifest; {REBUILD_HINT}")
+        if obj.get("format_version") != FORMAT_VERSION:
+            raise IndexMismatch(
+                f"index at {index_dir} has format version {obj.get('format_version')}, this kb "
+                f"({__version__}) reads version {FORMAT_VERSION}: {REBUILD_HINT}")
+        # The manifest holds every other file's checksum; its own covers the rest of it, so that a
+        # damaged count, setting or model id cannot pass for a real one.
+        if obj.get("manifest_sha256") != manifest_checksum(obj):
+            raise IndexCorrupt(f"{path}: checksum does not match its contents (damaged); {REBUILD_HINT}")
+        try:
+            vector_index = _object(obj["vector_index"], "vector_index")
+            # Keys a manifest may lack were added to the format over time; the defaults are what they meant.
+            return cls(
+                embedder=EmbedderRecord(**_fields(obj["embedder"], "embedder", ("model_id", "dim", "spec"))),
+                tokenizer=obj["tokenizer"],
+                chunking=_object(obj["chunking"], "chunking"),
+                bm25=_object(obj["bm25"], "bm25"),
+                vector_index=VectorIndexRecord(vector_index["kind"], _object(vector_index["settings"], "settings")),
+                counts=Counts(**_fields(obj["counts"], "counts", ("documents", "passages", "vocabulary"))),
+                metadata_version=obj.get("metadata_version"),
+                sources=obj.get("sources", ()),
+                kb_version=obj.get("kb_version", __version__),
+                created=obj.get("created"),
+                build_seconds=obj.get("build_seconds"),
+                files={name: FileEntry(**_fields(entry, f"files.{name}", ("sha256", "bytes")))
+                       for name, entry in _object(obj["files"], "files").items()},
+            )
+        except KeyError as exc:
+            raise IndexCorrupt(f"{path}: manifest lacks {exc}; {REBUILD_HINT}") from None
+        except (TypeError, ValueError) as exc:
+            raise IndexCorrupt(f"{path}: {exc}; {REBUILD_HINT}") from None
+
+
+def _check(value: object, kind: type | tuple[type, ...], name: str) -> Any:
+    """`value` when it is of `kind` (a bool is no number), else TypeError naming the field."""
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise TypeError(f"{name} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+    return value
+
+
+def _mapping(value: object, kind: type | tuple[type, ...], name: str) -> Mapping[str, Any]:
+    """A read-only copy of a mapping of names to values of `kind`."""
+    if not isinstance(value, Mapping):
+        raise TypeError(f"{name} must be a mapping, got {type(value).__name__}")
+    for key, item in value.items():
+        _check(key, str, f"{name} key")
+        _check(item, kind, f"{name}.{key}")
+    return MappingProxyType(dict(value))
+
+
+def _object(value: object, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def _fields(value: object, name: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The fields `names` of a JSON object (others, from a later kb, are left out); KeyError for a missing one."""
+    value = _object(value, name)
+    missing = [key for key in names if key not in value]
+    if missing:
+        raise KeyError(f"{name}.{missing[0]}")
+    return {key: value[key] for key in names}
+
+
 @dataclass
 class IndexData:
     """Everything a build holds, in memory."""
 
-    manifest: dict
+    manifest: Manifest
     documents: list[Document]
     chunks: list[Chunk]
     vectors: np.ndarray
@@ -97,32 +294,22 @@ def newest_complete_build(index_dir: Path) -> Path | None:
     return None
 
 
-def read_manifest(index_dir: Path, build: Path | None = None) -> dict:
-    """The live build's manifest (or that of `build`), checked for format, version and checksum."""
+def read_manifest(index_dir: Path, build: Path | None = None) -> Manifest:
+    """The live build's manifest (or that of `build`), checked for format, version, checksum and fields."""
     build = build or current_build(index_dir)
     if build is None:
         raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
     path = build / "manifest.json"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        obj = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IndexCorrupt(f"{path}: missing; {REBUILD_HINT}") from None
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"{path}: unreadable ({exc}); {REBUILD_HINT}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise IndexCorrupt(f"{path}: not a kb index manifest; {REBUILD_HINT}")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise IndexMismatch(
-            f"index at {index_dir} has format version {manifest.get('format_version')}, this kb "
-            f"({__version__}) reads version {FORMAT_VERSION}: {REBUILD_HINT}")
-    # The manifest holds every other file's checksum; its own covers the rest of it, so that a
-    # damaged count, setting or model id cannot pass for a real one.
-    if manifest.get("manifest_sha256") != manifest_checksum(manifest):
-        raise IndexCorrupt(f"{path}: checksum does not match its contents (damaged); {REBUILD_HINT}")
-    return manifest
+    return Manifest.from_json(obj, path, index_dir)
 
 
-def manifest_checksum(manifest: dict) -> str:
+def manifest_checksum(manifest: Mapping[str, Any]) -> str:
     """sha256 of the manifest without its own checksum field, in one canonical JSON form."""
     body = {key: value for key, value in manifest.items() if key != "manifest_sha256"}
     return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -146,12 +333,12 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
 
 def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
     manifest = read_manifest(index_dir, build)
-    files = manifest.get("files", {})
-    for name, meta in files.items():
+    files = manifest.files
+    for name, entry in files.items():
         path = build / name
         if not path.is_file():
             raise IndexCorrupt(f"{path}: missing; {REBUILD_HINT}")
-        if verify and file_sha256(path) != meta.get("sha256"):
+        if verify and file_sha256(path) != entry.sha256:
             raise IndexCorrupt(f"{path}: checksum does not match the manifest (damaged); {REBUILD_HINT}")
     try:
         documents, chunks = _read_passages(build / "passages.sqlite")
@@ -163,16 +350,31 @@ def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
         ann = np.load(build / "ann.npy", allow_pickle=False) if "ann.npy" in files else None
     except (OSError, ValueError, sqlite3.DatabaseError) as exc:
         raise IndexCorrupt(f"{build}: cannot read index files ({exc}); {REBUILD_HINT}") from None
-    counts = manifest.get("counts", {})
-    dim = manifest.get("embedder", {}).get("dim")
-    if (len(documents) != counts.get("documents") or len(chunks) != counts.get("passages")
-            or vectors.shape != (len(chunks), dim) or len(vocabulary) != counts.get("vocabulary")):
+    counts = manifest.counts
+    if (len(documents) != counts.documents or len(chunks) != counts.passages
+            or vectors.shape != (len(chunks), manifest.embedder.dim) or len(vocabulary) != counts.vocabulary):
         raise IndexCorrupt(f"{build}: file contents disagree with the manifest counts; {REBUILD_HINT}")
     return IndexData(manifest, documents, chunks, vectors, bm25_arrays, vocabulary, ann, build)
 
 
 def save(index_dir: Path, data: IndexData) -> Path:
-    """Write `data` as a new build and swap it in atomically; returns the build directory."""
+    """Write `data` as a new build and swap it in atomically; returns the build directory.
+
+    Holds the writer lock while it writes, or goes on under the hold of the thread that already has
+    it (update_index); IndexBusy when another writer has it, and then nothing is touched.
+    """
+    try:
+        hold = _acquire(index_dir, reenter=True)
+    except OSError as exc:
+        raise IndexWriteError(f"cannot write a new build in {index_dir} ({exc}); the previous index is unchanged") \
+            from exc
+    try:
+        return _save_held(index_dir, data)
+    finally:
+        _release(hold)
+
+
+def _save_held(index_dir: Path, data: IndexData) -> Path:
     builds = index_dir / "builds"
     name = time.strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
     tmp = builds / f".tmp-{name}"
@@ -185,11 +387,9 @@ def save(index_dir: Path, data: IndexData) -> Path:
         _write_bytes(tmp / "vocabulary.json", json.dumps(data.vocabulary, ensure_ascii=False).encode())
         if data.ann is not None:
             _write_npy(tmp / "ann.npy", data.ann)
-        manifest = dict(data.manifest)
-        manifest["files"] = {path.name: {"sha256": file_sha256(path), "bytes": path.stat().st_size}
-                             for path in sorted(tmp.iterdir())}
-        manifest["manifest_sha256"] = manifest_checksum(manifest)
-        _write_bytes(tmp / "manifest.json", json.dumps(manifest, ensure_ascii=False, indent=2).encode())
+        manifest = replace(data.manifest, files={path.name: FileEntry(file_sha256(path), path.stat().st_size)
+                                                 for path in sorted(tmp.iterdir())})
+        _write_bytes(tmp / "manifest.json", json.dumps(manifest.to_json(), ensure_ascii=False, indent=2).encode())
         _fsync_dir(tmp)
         final = builds / name
         os.rename(tmp, final)
@@ -215,23 +415,75 @@ def save(index_dir: Path, data: IndexData) -> Path:
 
 
 def set_current(index_dir: Path, build: Path) -> None:
-    """Name `build` in CURRENT (atomically): the swap, or restoring a lost CURRENT."""
-    write_atomic(index_dir / "CURRENT", (build.name + "\n").encode())
+    """Name `build` in CURRENT (atomically): the swap, or restoring a lost CURRENT. A writer's act:
+    under the writer lock, its caller's or its own."""
+    with write_lock(index_dir, reenter=True):
+        write_atomic(index_dir / "CURRENT", (build.name + "\n").encode())
 
 
-@contextmanager
-def write_lock(index_dir: Path):
-    """Hold the index's writer lock; a second writer is refused at once with IndexBusy."""
+@dataclass
+class _Hold:
+    """This process's hold of one index's writer lock: the open file its flock is on, the thread that
+    took it, and how many nested `write_lock(reenter=True)` of that thread are inside it."""
+
+    key: Path
+    handle: IO[str]
+    owner: tuple[int, int]  # (pid, thread id): a forked child inherits the table, not the hold
+    depth: int = 1
+
+
+_holds: dict[Path, _Hold] = {}
+_holds_guard = threading.Lock()
+
+
+def _owner() -> tuple[int, int]:
+    return os.getpid(), threading.get_ident()
+
+
+def _acquire(index_dir: Path, reenter: bool) -> _Hold:
     index_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(index_dir / ".lock", "a+")
-    try:
+    key = index_dir.resolve()
+    with _holds_guard:
+        held = _holds.get(key)
+        if reenter and held is not None and held.owner == _owner():
+            held.depth += 1
+            return held
+        # A lock is per open file description: this new open conflicts with every other hold,
+        # another process's, another thread's, or this thread's own outside `reenter`.
+        handle = open(index_dir / ".lock", "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            handle.close()
             raise IndexBusy(f"another kb ingest is writing {index_dir}; wait for it to finish") from None
+        except BaseException:
+            handle.close()
+            raise
+        _holds[key] = hold = _Hold(key, handle, _owner())
+        return hold
+
+
+def _release(hold: _Hold) -> None:
+    with _holds_guard:
+        hold.depth -= 1
+        if hold.depth == 0:
+            del _holds[hold.key]
+            hold.handle.close()  # closing releases the lock, also when the process dies
+
+
+@contextmanager
+def write_lock(index_dir: Path, reenter: bool = False) -> Iterator[None]:
+    """Hold the index's writer lock; a second writer is refused at once with IndexBusy.
+
+    Any writer that does not hold it is refused: another process, another thread, or another
+    write_lock of the same code. With `reenter`, the thread that holds it goes on under its hold:
+    save() inside update_index, which holds it across load, ingest and save.
+    """
+    hold = _acquire(index_dir, reenter)
+    try:
         yield
     finally:
-        handle.close()  # closing releases the lock, also when the process dies
+        _release(hold)
 
 
 def check_cache(path: Path, model_id: str, dim: int) -> str:
@@ -514,7 +766,8 @@ def write_atomic(path: Path, payload: bytes) -> None:
 
 
 def _remove_old_builds(builds: Path, keep: set[str]) -> None:
-    # Runs under the writer lock, so a .tmp-* here is debris of a killed ingest, not work in progress.
+    # Only save() calls it, under the writer lock (every writer takes it), so a .tmp-* here is debris
+    # of a killed writer, not another writer's build in progress.
     for entry in builds.iterdir():
         if entry.name not in keep:
             shutil.rmtree(entry, ignore_errors=True)

@@ -1,6 +1,7 @@
 """Metadata from real documents: place, date, issuer, document number and type; filters that use them."""
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -172,9 +173,8 @@ def test_metadata_is_saved_and_versioned(laws_kb, tmp_path):
     assert loaded.info()["doc_types"]["地方性法规"] == 5
     # An index written by an older extractor gets its documents' metadata extracted again on ingest,
     # without reading the files again.
-    manifest["metadata_version"] = METADATA_VERSION - 1
     stale = KnowledgeBase.load(tmp_path / "index", FakeEmbedder())
-    stale.manifest = manifest
+    stale.manifest = replace(stale.manifest, metadata_version=METADATA_VERSION - 1)
     stale._documents = {doc_id: doc.__class__(**{**doc.__dict__, "meta": Metadata()})
                         for doc_id, doc in stale._documents.items()}
     report = stale.ingest([])
