@@ -46,7 +46,7 @@ REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
 
 @dataclass(frozen=True)
 class EmbedderRecord:
-    """The model a build's vectors come from; `spec` is what kb.dense.make_embedder takes to make it again."""
+    """The model a build's vectors come from; `spec` is what kb.embed.make_embedder takes to make it again."""
 
     model_id: str
     dim: int
@@ -62,7 +62,7 @@ class EmbedderRecord:
 @dataclass(frozen=True)
 class VectorIndexRecord:
     """How the vectors are searched: `kind` (exact or hnsw) and the VectorIndexSettings as plain values
-    (kb.dense builds the settings from them; store must not import it)."""
+    (kb.vectors builds the settings from them; store must not import it)."""
 
     kind: str
     settings: Mapping[str, int]

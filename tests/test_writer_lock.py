@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from kb.cli import main
-from kb.dense import FakeEmbedder
+from kb.embed.fake import FakeEmbedder
 from kb.errors import IndexBusy
 from kb.knowledgebase import KnowledgeBase, update_index
 from kb.store import current_build, write_lock
