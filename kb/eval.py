@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Callable
 
 from kb.errors import BadEvalData, BadQuery
-from kb.ingest import normalize_text
 from kb.records import Hit
 from kb.search import SearchSettings
+from kb.zh import normalize_text
 
 PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents remain for Recall@100
 METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
