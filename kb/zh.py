@@ -18,6 +18,7 @@ BASIC_IDEOGRAPHS = "\u4e00-\u9fff"
 # keeps), extensions B-G, and 〇, which writes zero in dates (二〇二一).
 IDEOGRAPHS = "\u3007\u3400-\u4dbf" + BASIC_IDEOGRAPHS + "\uf900-\ufaff\U00020000-\U0003134f"
 _IDEOGRAPH = re.compile(f"[{IDEOGRAPHS}]")
+_BASIC_IDEOGRAPH = re.compile(f"[{BASIC_IDEOGRAPHS}]")
 
 
 def is_ideograph(char: str) -> bool:
@@ -27,7 +28,7 @@ def is_ideograph(char: str) -> bool:
 
 def basic_ideographs(text: str) -> str:
     """The characters of `text` in the basic CJK block (U+4E00–U+9FFF), in order."""
-    return "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
+    return "".join(_BASIC_IDEOGRAPH.findall(text))
 
 
 # ------------------------------------------------------------------------------------- normalisation
