@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import html
 import re
-import unicodedata
 from collections import defaultdict
 
 from kb.metadata import place_label
 from kb.records import AnswerSentence, Citation, Hit, PlaceGroup
-from kb.tokenize import tokenize
+from kb.tokenize import normalize, tokenize
+from kb.zh import SENTENCE_ENDS
 
 
 def cite(hit: Hit) -> Citation:
@@ -52,7 +52,7 @@ def _term_spans(text: str, terms) -> list[tuple[int, int]]:
     folded = text.casefold() if len(text.casefold()) == len(text) else text
     taken = [False] * len(text)
     spans = []
-    for term in sorted({unicodedata.normalize("NFKC", t).casefold() for t in terms if t}, key=len, reverse=True):
+    for term in sorted({normalize(t) for t in terms if t}, key=len, reverse=True):
         for match in re.finditer(re.escape(term), folded):
             start, end = match.span()
             if not any(taken[start:end]):
@@ -61,8 +61,8 @@ def _term_spans(text: str, terms) -> list[tuple[int, int]]:
     return sorted(spans)
 
 
-# A sentence ends at 。！？；, a line end, or a 第X条 that starts the next article.
-_SENTENCE = re.compile(r"[^。！？；!?;\n]+[。！？；!?;]?")
+# A quoted sentence ends where the chunker may cut one, or at a line end (a 第X条 starts a line).
+_SENTENCE = re.compile(f"[^{SENTENCE_ENDS}\\n]+[{SENTENCE_ENDS}]?")
 MIN_SENTENCE_CHARS = 8
 
 

@@ -6,11 +6,11 @@ from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 from kb.records import Chunk, Document
+from kb.zh import INFO_END, ITEM_NUMERALS, NUMERALS, SENTENCE_ENDS, chinese_number
 
-_ENDS = "。！？；!?;"  # sentence ends, full-width and the ASCII forms NFKC leaves behind
-_CN = "一二三四五六七八九十"
-_NUM = "零〇一二三四五六七八九十百千万两0-9"
-_INFO_END = "<!-- INFO END -->"  # laws markdown: enactment history above, law text below
+_ENDS = SENTENCE_ENDS
+_CN = ITEM_NUMERALS
+_NUM = NUMERALS + "0-9"
 _LABEL_MAX = 40  # a numbered line whose title part is longer is a paragraph, not a heading
 _SOFT = ",，、:： \t\u3000"  # where an over-long sentence may be cut
 
@@ -113,9 +113,9 @@ class _Splitter:
         """Split the whole text; the enactment block above INFO END is its own section."""
         text = self.text
         pos = 0
-        info = text.find(_INFO_END)
+        info = text.find(INFO_END)
         if info >= 0:
-            pos = info + len(_INFO_END)
+            pos = info + len(INFO_END)
             self._emit(*_strip(text, 0, pos), "")
             self.sec += 1
             self.has_body = False
@@ -283,28 +283,7 @@ def _article(group: list[_Unit]) -> str:
     return labels[0] if labels[0] == labels[-1] else f"{labels[0]}至{labels[-1]}"
 
 
-_DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}
-_UNITS = {"十": 10, "百": 100, "千": 1000, "万": 10000}
 _ARTICLE_NUMBER = re.compile(f"第([{_NUM}]+)条")
-
-
-def chinese_number(text: str) -> int | None:
-    """三十八 -> 38, 一百零二 -> 102, 十 -> 10, 38 -> 38; None when `text` is not a number."""
-    if text.isdigit():
-        return int(text)
-    total, section, digit = 0, 0, None
-    for char in text:
-        if char in _DIGITS:
-            digit = _DIGITS[char]
-        elif char in _UNITS:
-            unit = _UNITS[char]
-            if unit == 10000:
-                total, section, digit = (total + section + (digit or 0)) * unit, 0, None
-            else:
-                section, digit = section + (1 if digit is None else digit) * unit, None
-        else:
-            return None
-    return total + section + (digit or 0)
 
 
 def article_numbers(text: str) -> list[int]:

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from kb.errors import BadEvalData, BadQuery
-from kb.ingest import normalize_text
 from kb.records import Hit
 from kb.search import SearchSettings
+from kb.zh import normalize_text
 
 if TYPE_CHECKING:
     from kb.store import Manifest

@@ -17,7 +17,8 @@ from kb.errors import KbError, UnreadableFile
 from kb.markup import UNPRINTABLE
 from kb.records import Document, Skipped
 from kb.settings import max_file_bytes
-from kb.tokenize import basic_ideographs, simplify, traditional_share
+from kb.tokenize import simplify, traditional_share
+from kb.zh import ITEM_NUMERALS, NUMERALS, PARAGRAPH_ENDS, basic_ideographs, is_ideograph, normalize_text
 
 FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf", ".docx": "docx",
            ".html": "html", ".htm": "html"}
@@ -216,28 +217,6 @@ def _refuse_clashing_ids(sources: list[SourceFile]) -> None:
 
 # ---------------------------------------------------------------- text helpers
 
-# NFKC maps only Kangxi radicals; PDF fonts also use these CJK Radicals Supplement forms for whole characters
-_RADICAL_LOOKALIKES = str.maketrans(
-    "⺟⺠⻄⻅⻆⻉⻋⻓⻔⻘⻙⻚⻛⻜⻝⻢⻣⻤⻥⻦⻧⻨⻩⻪⻬⻮⻰⻳",
-    "母民西见角贝车长门青韦页风飞食马骨鬼鱼鸟卤麦黄黾齐齿龙龟")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
-
-
-def normalize_text(text: str) -> str:
-    """NFKC-normalise text, unify line ends, drop control characters and trailing spaces.
-
-    NFKC maps Kangxi radicals to ideographs (⽤ -> 用), full-width ASCII to half-width and U+3000 to a
-    space. It also turns full-width punctuation ，：（）；？！ into ASCII , : ( ) ; ? ! and … into "...",
-    while 。、“”《》 stay; downstream code (the chunker) treats ; ? ! as sentence ends as well as 。.
-    Radical look-alikes that NFKC leaves alone (⻅ ⻆ ⻓ ...) become their ideographs.
-    """
-    text = unicodedata.normalize("NFKC", text).translate(_RADICAL_LOOKALIKES)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _CONTROL.sub("", text)
-    return _TRAILING_SPACE.sub("", text)
-
-
 def _decode_text(path: str, data: bytes) -> str:
     """Decode a text file: UTF-16 with BOM, UTF-8 (BOM optional), else GB18030 or Big5."""
     if not data.strip():
@@ -299,22 +278,16 @@ def _common_share(text: str) -> float:
     return sum(ch in common for ch in ideographs) / len(ideographs)
 
 
-_SENTENCE_END = "。！？；：!?;:"
 _CLOSERS = "”’」』》)）]】"
 _MID_PUNCT = ",，、“‘《（(—"
 _OPENERS = "“‘《「『【"
 _CONTINUATION_START = ",，、。;；:：!?！？)）”’》"
 # lines that start a chapter, article or numbered item (第X章, 第X条, 一、, (一), 目录) begin a new line
 _HEADING = re.compile(
-    r"\s*(第[一二三四五六七八九十百千零〇两\d]+[编章节条部]"
-    r"|[一二三四五六七八九十]+、|[(（][一二三四五六七八九十\d]+[)）]|目\s*录|附\s*[件则录])")
+    f"\\s*(第[{NUMERALS}\\d]+[编章节条部]"
+    f"|[{ITEM_NUMERALS}]+、|[(（][{ITEM_NUMERALS}\\d]+[)）]|目\\s*录|附\\s*[件则录])")
 _PAGE_NUMBER = re.compile(r"\s*(?:[-—–]\s*\d{1,4}\s*[-—–]|\d{1,4}|第\s*\d{1,4}\s*页(?:\s*[,，]?\s*共\s*\d{1,4}\s*页)?"
                           r"|\d{1,4}\s*/\s*\d{1,4})\s*")
-
-
-def _is_cjk(char: str) -> bool:
-    """True for a CJK ideograph (basic block, extension A or compatibility)."""
-    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
 
 
 def _width(line: str) -> int:
@@ -327,14 +300,14 @@ def _continues(line: str, following: str, full_width: float) -> bool:
     if not line or not following or _HEADING.match(following):
         return False
     core = line.rstrip(_CLOSERS)
-    if not core or core[-1] in _SENTENCE_END:
+    if not core or core[-1] in PARAGRAPH_ENDS:
         return False
-    if not (_is_cjk(line[-1]) or line[-1] in _MID_PUNCT or line[-1] in _CLOSERS):
+    if not (is_ideograph(line[-1]) or line[-1] in _MID_PUNCT or line[-1] in _CLOSERS):
         return False
     if following[0] in _CONTINUATION_START:  # no line starts with a comma: always the rest of a sentence
         return True
     # a wrapped line fills the column; a shorter one is a heading or the end of a paragraph
-    return _width(line) >= 0.75 * full_width and (_is_cjk(following[0]) or following[0] in _OPENERS)
+    return _width(line) >= 0.75 * full_width and (is_ideograph(following[0]) or following[0] in _OPENERS)
 
 
 def join_broken_lines(text: str) -> str:
@@ -366,7 +339,7 @@ def _looks_garbled(text: str) -> bool:
     chars = [c for c in _sample(text) if not c.isspace()]
     if not chars:
         return False
-    readable = sum(1 for c in chars if _is_cjk(c) or (c.isascii() and c.isalpha()))
+    readable = sum(1 for c in chars if is_ideograph(c) or (c.isascii() and c.isalpha()))
     return _noise_share(chars) > 0.08 or readable / len(chars) < 0.15
 
 
@@ -381,8 +354,8 @@ def _noise_share(chars: list[str]) -> float:
 def _title_like(line: str) -> bool:
     """A line that can serve as a title: short, has words, and does not end like a sentence or a salutation."""
     line = line.strip()
-    return (2 <= len(line) <= TITLE_MAX and line[-1] not in _SENTENCE_END + ",、"
-            and any(_is_cjk(c) or c.isalpha() for c in line))
+    return (2 <= len(line) <= TITLE_MAX and line[-1] not in PARAGRAPH_ENDS + ",、"
+            and any(is_ideograph(c) or c.isalpha() for c in line))
 
 
 def _title_from_line(text: str, stem: str) -> str:
@@ -600,7 +573,7 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     lines = [line.strip() for line in text.split("\n") if line.strip()][:5]
     if lines and _title_like(lines[0]):
         return lines[0]
-    if any(_is_cjk(c) for c in stem):
+    if any(is_ideograph(c) for c in stem):
         return stem
     return next((line for line in lines if _title_like(line)), stem)
 

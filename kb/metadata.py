@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import PurePosixPath
 
 from kb.records import Document, Metadata
+from kb.zh import BASIC_IDEOGRAPHS, DOC_NUMBER_TAIL, INFO_END, ITEM_NUMERALS, doc_number, without_title_date
 
 NATIONAL = "全国"
 # Bump whenever extract() changes its output for any input: the index records it, and an ingest
@@ -49,12 +50,12 @@ _GENRE_TYPES = {"实施细则": "细则", "实施意见": "意见", "指导意�
 # Central bodies: a title or signature that starts with one (and names no place) is national.
 _NATIONAL_ISSUERS = re.compile(
     "^(?:中华人民共和国|全国人民代表大会|全国人大|国务院|最高人民法院|最高人民检察院|中共中央|中央"
-    "|中华全国总工会|全国总工会|中国人民银行|海关总署|证监会|银保监会|国家[\u4e00-\u9fff]{1,10}?(?:总局|局|委员会|委|署)"
+    f"|中华全国总工会|全国总工会|中国人民银行|海关总署|证监会|银保监会|国家[{BASIC_IDEOGRAPHS}]{{1,10}}?(?:总局|局|委员会|委|署)"
     "|(?:外交|国防|教育|科学技术|科技|工业和信息化|工信|公安|国家安全|民政|司法|财政|人力资源社会保障|人力资源和社会保障"
     "|人社|自然资源|生态环境|住房和城乡建设|住房城乡建设|交通运输|水利|农业农村|商务|文化和旅游|卫生健康|退役军人事务"
     "|应急管理|审计)部)")
 # A news dateline (新华社北京2月6日电) says where a report was filed, not what it is about.
-_DATELINE = re.compile(r"[\u4e00-\u9fff]{0,12}?\d{1,2}月\d{1,2}日(?:电|讯)")
+_DATELINE = re.compile(f"[{BASIC_IDEOGRAPHS}]{{0,12}}?\\d{{1,2}}月\\d{{1,2}}日(?:电|讯)")
 
 _DATE_IN_NAME = re.compile(r"((?:19|20)\d\d)-(\d\d)-(\d\d)")
 _CN_DATE = re.compile(r"((?:19|20)\d\d)\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
@@ -64,19 +65,23 @@ _ISSUER_LABEL = re.compile(r"(?:发文机关|发布机关|发文单位|发布单
 _BODY_SUFFIX = re.compile(
     "(?:人民政府|政府|办公厅|办公室|委员会|常务委员会|人民代表大会|总工会|工会|人民法院|人民检察院|法院|检察院"
     "|指挥部|领导小组|小组|中心|公司|联合会|协会|局|厅|部|院|会|署|所|处|委|办)$")
-_SIGNATURE = re.compile(r"([\u4e00-\u9fff（）()]{2,40})\s*" + _CN_DATE.pattern + r"\s*(?:印发|发布|公布)?")
+_SIGNATURE = re.compile(f"([{BASIC_IDEOGRAPHS}（）()]{{2,40}})\\s*" + _CN_DATE.pattern + r"\s*(?:印发|发布|公布)?")
 # Where a body's name may begin: after a non-ideograph, or right after the 日 of a date.
-_NAME_START = r"(?:^|(?<=[^\u4e00-\u9fff\d])|(?<=\d日))"
+_NAME_START = f"(?:^|(?<=[^{BASIC_IDEOGRAPHS}\\d])|(?<=\\d日))"
 _CONGRESS = re.compile(
-    _NAME_START + r"([\u4e00-\u9fff]{0,20}?)第?(?:[一二三四五六七八九十百]+届)?(全国人民代表大会常务委员会|全国人民代表大会|"
-    r"人民代表大会常务委员会|人民代表大会)第[一二三四五六七八九十百]+次(?:全体)?会议")
+    _NAME_START + f"([{BASIC_IDEOGRAPHS}]{{0,20}}?)第?(?:[{ITEM_NUMERALS}百]+届)?(全国人民代表大会常务委员会|全国人民代表大会|"
+    f"人民代表大会常务委员会|人民代表大会)第[{ITEM_NUMERALS}百]+次(?:全体)?会议")
 # 杭州市人民代表大会常务委员会第25号公布: the promulgating body, named in full.
 _PROMULGATED = re.compile(
-    _NAME_START + r"([\u4e00-\u9fff]{2,30}?(?:人民代表大会常务委员会|人民代表大会|人民政府))(?:公告)?\s*第\s*\d{1,5}\s*号\s*公布")
-_ORDER = re.compile(_NAME_START + r"((?:中华人民共和国)?[\u4e00-\u9fff]{1,16}?令)\s*第\s*(\d{1,5})\s*号")
+    _NAME_START + f"([{BASIC_IDEOGRAPHS}]{{2,30}}?(?:人民代表大会常务委员会|人民代表大会|人民政府))(?:公告)?"
+    r"\s*第\s*\d{1,5}\s*号\s*公布")
+_ORDER = re.compile(_NAME_START + f"((?:中华人民共和国)?[{BASIC_IDEOGRAPHS}]{{1,16}}?令)" + r"\s*第\s*(\d{1,5})\s*号")
 _HEADER_ISSUERS = re.compile(r"(最高人民法院|最高人民检察院|国务院)")
-_DOC_NUMBER = re.compile(
-    r"([\u4e00-\u9fff]{1,12})\s*[〔\[［(（【]\s*((?:19|20)\d\d)\s*[〕\]］)）】]\s*(\d{1,5})\s*号")
+_DOC_NUMBER = re.compile(f"([{BASIC_IDEOGRAPHS}]{{1,12}})\\s*" + DOC_NUMBER_TAIL)
+# A law's first chapter or article (or its table of contents) ends its header.
+_FIRST_HEADING = re.compile(f"^\\s*(?:#+\\s*)?(?:第[{ITEM_NUMERALS}百零]+[章条]|目\\s*录)", re.MULTILINE)
+_SESSION = re.compile(f"第?[{ITEM_NUMERALS}百]+届")  # 第十三届: which congress, not part of the body's name
+_HAS_BASIC_IDEOGRAPH = re.compile(f"[{BASIC_IDEOGRAPHS}]")
 _OPENING = 300  # characters of a document's beginning searched for its number and place
 _CLOSING = 300  # characters of its end searched for the signature
 
@@ -104,10 +109,10 @@ def extract(doc_id: str, title: str, text: str) -> Metadata:
 
 def _law_header(text: str) -> str:
     """The lines between a law's title and its first chapter or article (通过/修订/公布 dates)."""
-    end = text.find("<!-- INFO END -->")
+    end = text.find(INFO_END)
     if 0 <= end < 2000:
         return text[:end]
-    match = re.search(r"^\s*(?:#+\s*)?(?:第[一二三四五六七八九十百零]+[章条]|目\s*录)", text[:2000], re.MULTILINE)
+    match = _FIRST_HEADING.search(text[:2000])
     return text[:match.start()] if match else ""
 
 
@@ -150,7 +155,7 @@ def _issuer(header: str, text: str) -> str:
     if header:
         promulgated = _PROMULGATED.search(header)
         if promulgated:
-            return re.sub("第?[一二三四五六七八九十百]+届", "", promulgated.group(1))
+            return _SESSION.sub("", promulgated.group(1))
         congress = _CONGRESS.search(header)
         if congress:
             place, body = congress.group(1), congress.group(2)
@@ -185,7 +190,7 @@ def _doc_number(title: str, header: str, text: str) -> str:
         # A number in brackets after a cited title, or after 根据/依据/按照, belongs to that document.
         if before.endswith(("（", "(", "》", "<", "《")) or re.search("(?:根据|依据|按照|参照|转发)[^。，]*$", before):
             continue
-        return f"{match.group(1)}〔{match.group(2)}〕{int(match.group(3))}号"
+        return doc_number(*match.groups())
     return ""
 
 
@@ -219,7 +224,7 @@ def _place(folders: list[str], title: str, issuer: str, doc_type: str, text: str
     """(province, city, county) as far as known, ("全国",) for national texts, () when unknown."""
     if doc_type in _NATIONAL_TYPES:
         return (NATIONAL,)
-    clean_title = re.sub(r"\(\d{4}-\d\d-\d\d\)$", "", title)
+    clean_title = without_title_date(title)
     found = resolve_place(clean_title)
     if found:
         return _refine(found, folders, issuer)
@@ -253,7 +258,7 @@ def resolve_place(text: str) -> tuple[str, ...]:
     A county alone names its city and province only when no other county has its name (西湖区 is
     in both 杭州 and 南昌); a direct-administered municipality is its own province (北京市).
     """
-    if not text or not re.search("[\u4e00-\u9fff]", text):
+    if not text or not _HAS_BASIC_IDEOGRAPH.search(text):
         return ()
     import cpca  # here: loading the gazetteer costs 0.2 s, paid only when metadata is extracted
 

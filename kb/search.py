@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import re
 import threading
-import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
@@ -18,6 +17,7 @@ from kb.metadata import LEGAL_RANK_BELOW_LAW, LEGAL_TYPES, might_name_place, pla
 from kb.records import Chunk, Document, Hit
 from kb.tokenize import normalize, to_simplified, tokenize
 from kb.vectors import VectorIndex
+from kb.zh import CONTROL_CHARS, normalize_chars, without_title_date
 
 MODES = ("hybrid", "bm25", "vector")
 MAX_K = 1000
@@ -283,7 +283,7 @@ class Searcher:
 
 def _law_title(title: str) -> str:
     """A title as a query names the law: 中华人民共和国劳动合同法(2012-12-28) -> 劳动合同法."""
-    title = re.sub(r"\(\d{4}-\d\d-\d\d\)$", "", normalize(title)).strip().strip("《》")
+    title = without_title_date(normalize(title)).strip().strip("《》")
     return title.removeprefix("中华人民共和国")
 
 
@@ -296,10 +296,11 @@ def _clean_query(query: str) -> str:
     if not isinstance(query, str):
         raise BadQuery("the query must be text")
     # Control characters carry no meaning in a query and confuse the model's tokenizer.
-    query = re.sub(r"[\x00-\x08\x0b-\x1f\x7f]", " ", query)
-    # Documents are NFKC-normalised at ingest; so is the query, for the model as for BM25: a
-    # Kangxi radical (⼯) or a full-width letter (Ａ) then means the ordinary character.
-    return unicodedata.normalize("NFKC", query).strip()[:MAX_QUERY_CHARS]
+    query = CONTROL_CHARS.sub(" ", query)
+    # The characters of documents are normalised at ingest by the same function, for the model as
+    # for BM25: a Kangxi radical (⼯), a radical look-alike (⻅) or a full-width letter (Ａ) then means
+    # the ordinary character.
+    return normalize_chars(query).strip()[:MAX_QUERY_CHARS]
 
 
 _TERM_SPLIT = re.compile(r"[\W_]+")

@@ -4,8 +4,9 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import unicodedata
 from operator import add
+
+from kb.zh import DOC_NUMBER_TAIL, IDEOGRAPHS, basic_ideographs, doc_number, normalize_chars
 
 # Name -> version. Bump a version whenever that tokenizer's output changes for any input: the
 # version is stored in index manifests (tokenizer_id) so an index is never queried with tokens
@@ -17,13 +18,10 @@ TOKENIZERS: dict[str, int] = {"cjk-bigram": 2, "cjk-bigram-noquestion": 2, "jieb
 # errors; jieba and the union were no better than plain cjk-bigram, and 10x slower.
 DEFAULT_TOKENIZER: str = "cjk-bigram-noquestion"
 
-# CJK ideographs: URO, extension A, compatibility block (the few NFKC keeps), extensions B-G, and
-# 〇 which writes zero in dates (二〇二一).
-_CJK = "\u3007\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_CJK_RUN = re.compile(f"[{_CJK}]+")
+_CJK_RUN = re.compile(f"[{IDEOGRAPHS}]+")
 # Letters and digits of every other script: ASCII words, numbers, and e.g. Greek or Latin with
 # accents. Underscore is a \w character but separates words in practice.
-_WORD_RUN = re.compile(f"[^\\W_{_CJK}]+")
+_WORD_RUN = re.compile(f"[^\\W_{IDEOGRAPHS}]+")
 _HAS_WORD_CHAR = re.compile(r"[^\W_]")
 # Interrogatives of layperson questions ("老板拖欠工资怎么办？", "有哪些补贴"). Documents rarely use
 # them, so their characters and pairs get a high idf and pull in passages that share only the
@@ -35,15 +33,15 @@ _QUESTION_WORDS = re.compile(
 )
 
 
-# A document number (文号) in any bracket style once NFKC has run: 国办发〔2020〕4号, 国办发[2020]4号,
-# 粤府(2021)12号, 京政办发【2020】7号. Grams alone cannot tell 国办发〔2020〕4号 from 国办发明电〔2020〕1号.
-_DOC_NUMBER = re.compile(r"[〔\[【(]\s*((?:19|20)\d\d)\s*[〕\]】)]\s*(\d{1,5})\s*号")
-_ISSUER_END = re.compile(f"[{_CJK}]{{1,6}}$")
+# Document numbers (文号) are tokens of their own: grams alone cannot tell 国办发〔2020〕4号 from
+# 国办发明电〔2020〕1号.
+_DOC_NUMBER = re.compile(DOC_NUMBER_TAIL)
+_ISSUER_END = re.compile(f"[{IDEOGRAPHS}]{{1,6}}$")
 
 
 def normalize(text: str) -> str:
-    """The matching form of text: NFKC (full-width, Kangxi radicals, ligatures) then casefold."""
-    return unicodedata.normalize("NFKC", text).casefold()
+    """The matching form of text: kb.zh.normalize_chars (NFKC, radical look-alikes) then casefold."""
+    return normalize_chars(text).casefold()
 
 
 _t2s_lock = threading.Lock()
@@ -59,11 +57,6 @@ def _converter():
 
                 _t2s_converter = opencc.OpenCC("t2s")
     return _t2s_converter
-
-
-def basic_ideographs(text: str) -> str:
-    """The characters of `text` in the basic CJK block (U+4E00–U+9FFF), in order."""
-    return "".join(ch for ch in text if "\u4e00" <= ch <= "\u9fff")
 
 
 def traditional_share(text: str) -> float:
@@ -122,7 +115,7 @@ def to_simplified(query: str) -> str:
 
 
 def tokenizer_id(name: str = DEFAULT_TOKENIZER) -> str:
-    """Name and version, e.g. "cjk-bigram@1", as recorded in an index manifest."""
+    """Name and version as recorded in an index manifest: the name, "@", its number in TOKENIZERS."""
     return f"{_check(name)}@{TOKENIZERS[name]}"
 
 
@@ -155,7 +148,7 @@ def _doc_numbers(text: str) -> list[str]:
     """
     tokens = []
     for match in _DOC_NUMBER.finditer(text):
-        number = f"〔{match.group(1)}〕{int(match.group(2))}号"
+        number = doc_number("", match.group(1), match.group(2))
         end = match.start()
         while end and text[end - 1].isspace():
             end -= 1

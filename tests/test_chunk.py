@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from kb.chunk import ChunkSettings, article_numbers, article_range, chinese_number, chunk_document
+from kb.chunk import ChunkSettings, article_numbers, article_range, chunk_document
 from kb.records import Document
+from kb.zh import chinese_number
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
 

@@ -15,10 +15,10 @@ from kb.ingest import (
     SourceFile,
     discover,
     join_broken_lines,
-    normalize_text,
     read_document,
 )
 from kb.store import file_sha256
+from kb.zh import normalize_text
 from tests.docx_bombs import relationships
 
 DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
