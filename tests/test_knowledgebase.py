@@ -9,6 +9,7 @@ import pytest
 from kb.dense import FakeEmbedder, VectorIndexSettings
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
+from kb.search import Filters
 from kb.store import current_build, manifest_checksum
 from tests.conftest import DEMO_REPORT
 
@@ -52,7 +53,7 @@ def test_modes_and_prefix_filter(tmp_path, corpus):
     kb = new_kb(tmp_path / "index")
     kb.ingest([corpus])
     for mode in ("bm25", "vector", "hybrid"):
-        hits = kb.search("复工复产 企业", mode=mode, k=4, prefix="docs/policies")
+        hits = kb.search("复工复产 企业", mode=mode, k=4, filters=Filters(prefix="docs/policies"))
         assert hits and all(hit.doc_id.startswith("docs/policies/") for hit in hits)
         assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
     hybrid = kb.search("产业工人队伍建设改革", mode="hybrid", k=10)
@@ -210,7 +211,7 @@ def test_failed_write_keeps_the_previous_index(tmp_path, corpus, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("kb.store._write_npy", disk_full)
+    monkeypatch.setattr(np, "save", disk_full)  # the first array of the new build
     with pytest.raises(IndexWriteError, match="No space left.*previous index is unchanged"):
         kb.save()
     assert [p.name for p in (index / "builds").iterdir() if p.name.startswith(".tmp")] == []
@@ -223,8 +224,8 @@ def test_workers_build_the_same_index(tmp_path, corpus):
     report_two = parallel.ingest([corpus], workers=2)
     assert report_two.added == report_one.added and set(report_two.stage_seconds) >= {"parse", "tokenize", "embed"}
     assert parallel.chunks == single.chunks
-    arrays_one, vocabulary_one = single._bm25.to_arrays()
-    arrays_two, vocabulary_two = parallel._bm25.to_arrays()
+    arrays_one, vocabulary_one = single.bm25.to_arrays()
+    arrays_two, vocabulary_two = parallel.bm25.to_arrays()
     assert vocabulary_two == vocabulary_one
     for name, array in arrays_one.items():
         assert np.array_equal(arrays_two[name], array), name
@@ -244,13 +245,13 @@ def test_large_index_uses_hnsw_and_stores_its_graph(tmp_path, corpus):
     agree = 0
     for query in queries:
         vector = loaded.embedder.embed_queries([query])[0]
-        approximate, _ = loaded._vectors.top(vector, 5)
-        exact, _ = loaded._vectors.top(vector, 5, exact=True)
+        approximate, _ = loaded.vectors.top(vector, 5)
+        exact, _ = loaded.vectors.top(vector, 5, exact=True)
         agree += len(set(approximate) & set(exact))
     assert agree / (5 * len(queries)) >= 0.9
     assert [h.doc_id for h in loaded.search("产业工人", mode="vector")] == \
         [h.doc_id for h in small.search("产业工人", mode="vector")]
-    filtered = loaded.search("复工复产", mode="vector", k=3, prefix="docs/policies")
+    filtered = loaded.search("复工复产", mode="vector", k=3, filters=Filters(prefix="docs/policies"))
     assert len(filtered) == 3 and all(h.doc_id.startswith("docs/policies/") for h in filtered)
 
 
@@ -281,7 +282,8 @@ def test_hybrid_lifts_the_notice_that_matches_the_whole_question_but_not_statute
     without the query's words gains nothing."""
     title = "关于做好疫情防控期间就业和社会保险工作的通知"
     shared = "一、发放失业保险金\n对受疫情影响暂时失业的参保人员，由参保地经办机构按规定及时发放失业保险金，不得以任何理由拖延。"
-    answers = "二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，补贴资金从就业补助资金列支。"
+    answers = ("二、吸纳就业补贴\n企业吸纳失业人员并签订一年以上劳动合同的，按规定给予一次性吸纳就业补贴，"
+               "补贴资金从就业补助资金列支。")
     unrelated = "二、防疫物资保障\n各地要统筹口罩、消毒液等防疫物资的生产和调配，优先保障医疗机构和重点企业复工需要。"
     question = "参保人员失业了怎么领取失业保险金，企业吸纳失业人员有补贴吗"
     from kb.search import SearchSettings
