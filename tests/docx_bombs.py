@@ -60,9 +60,8 @@ def python_docx_read(data: bytes, title_styles=("Title", "Heading 1")) -> tuple[
                 title = paragraph.text
         elif tag == "tbl":
             for row in Table(child, document).rows:
-                # A merged cell is one cell object repeated for each grid column it spans.
-                cells = dict.fromkeys(row.cells)
-                lines.append(" | ".join(" ".join(cell.text.split()) for cell in cells))
+                cells = {cell._tc: cell.text for cell in row.cells}  # a merged cell repeats its <w:tc>
+                lines.append(" | ".join(" ".join(text.split()) for text in cells.values()))
     return "\n".join(lines), title
 
 
