@@ -68,10 +68,11 @@ def main() -> None:
     started = time.perf_counter()
     ours = BM25Index.from_counts([count_terms(corpus)] * args.repeat)
     build_ours = time.perf_counter() - started
-    unpruned = BM25Index(ours._term_ptr, ours._doc, ours._tf, ours._doc_len, ours._vocabulary,
-                         _term_ids=ours._term_ids, weights=ours._weights)
+    arrays, vocabulary = ours.to_arrays()  # the same arrays, not copies
+    unpruned = BM25Index(arrays["term_ptr"], arrays["postings_doc"], arrays["postings_tf"], arrays["doc_len"],
+                         vocabulary, term_ids=ours.term_ids, weights=arrays["weights"])
     unpruned.prune_postings = 1 << 62
-    print(f"indexed {ours.n_passages} passages, {len(ours._doc)} postings")
+    print(f"indexed {ours.n_passages} passages, {ours.n_postings} postings")
     theirs = None
     if args.repeat == 1:
         started = time.perf_counter()

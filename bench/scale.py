@@ -151,7 +151,7 @@ def measure(index: Path, queries: list[str]) -> dict:
     for mode in ("bm25", "vector", "hybrid"):
         times = []
         for query in queries:
-            kb._searcher._query_vectors.clear()  # end to end: the query is embedded every time
+            kb.searcher.clear_query_cache()  # end to end: the query is embedded every time
             started = time.perf_counter()
             kb.search(query, mode=mode, k=10)
             times.append(time.perf_counter() - started)
@@ -162,7 +162,7 @@ def measure(index: Path, queries: list[str]) -> dict:
         kb.search(query, mode="hybrid", k=10)
         return time.perf_counter() - started
 
-    kb._searcher._query_vectors.clear()
+    kb.searcher.clear_query_cache()
     started = time.perf_counter()
     with ThreadPoolExecutor(4) as pool_threads:
         times = list(pool_threads.map(one, (queries * 2)[:100]))
@@ -173,8 +173,8 @@ def measure(index: Path, queries: list[str]) -> dict:
         overlap = []
         for query in queries:
             vector = kb.embedder.embed_queries([query])[0]
-            approximate, _ = kb._vectors.top(vector, 10)
-            exact, _ = kb._vectors.top(vector, 10, exact=True)
+            approximate, _ = kb.vectors.top(vector, 10)
+            exact, _ = kb.vectors.top(vector, 10, exact=True)
             overlap.append(len(set(approximate) & set(exact)) / 10)
         result["hnsw_recall_at_10"] = float(np.mean(overlap))
     result["rss_peak_mb"] = memory_mb()["peak"]

@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     kb = KnowledgeBase.load(args.index)
-    vectors = np.asarray(kb._vectors.vectors)
+    vectors = np.asarray(kb.vectors.vectors)
     texts = [json.loads(line)["text"] for line in Path(args.queries).read_text(encoding="utf-8").splitlines()]
     queries = kb.embedder.embed_queries(texts[:args.limit])
     print(f"{len(vectors)} passage vectors ({kb.embedder.model_id}), {len(queries)} queries")
@@ -57,13 +57,13 @@ def main() -> None:
 
     settings = VectorIndexSettings(ann_threshold=0, hnsw_m=args.m)
     approximate, build_seconds = timed(VectorIndex, vectors, settings)
+    graph = approximate.ann_bytes()
     print(f"HNSW M={args.m} efConstruction={settings.ef_construction}: built in {build_seconds:.1f} s, "
-          f"graph {approximate.ann_bytes().nbytes / 1e6:.0f} MB")
+          f"graph {graph.nbytes / 1e6:.0f} MB")
     print("| search | Recall@10 vs exact | p50 ms | p95 ms |\n|---|---|---|---|")
     print(f"| exact | 1.000 | {1000 * statistics.median(exact_times):.2f} | {1000 * np.percentile(exact_times, 95):.2f} |")
     for ef in args.ef:
-        approximate.settings = replace(settings, ef_search=ef)
-        approximate._index.hnsw.efSearch = ef
+        approximate = VectorIndex(vectors, replace(settings, ef_search=ef), ann=graph)  # the same graph
         recall, times = [], []
         for query, expected in zip(queries, truth):
             (ids, _), seconds = timed(approximate.top, query, 10)

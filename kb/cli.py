@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--index", default=default_index, help=index_help)
     search.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default="hybrid")
     search.add_argument("-k", type=int, default=10, help="number of passages (default 10)")
-    search.add_argument("--prefix", default=None, help="only documents under this path, e.g. policies/")
+    search.add_argument("--prefix", default="", help="only documents under this path, e.g. policies/")
     search.add_argument("--place", default="", help="only documents of this place: 浙江, 杭州市, 浙江省/宁波市, 全国")
     search.add_argument("--since", default="", help="only documents dated on or after: 2020, 2020-02, 2020-02-21")
     search.add_argument("--until", default="", help="only documents dated on or before (same forms)")
@@ -190,10 +190,9 @@ def _search(args) -> int:
     from kb.knowledgebase import KnowledgeBase
     from kb.search import Filters
 
-    filters = Filters(place=args.place, since=args.since, until=args.until,
+    filters = Filters(prefix=args.prefix, place=args.place, since=args.since, until=args.until,
                       doc_types=tuple(t.strip() for t in args.doc_type.replace("，", ",").split(",") if t.strip()))
-    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k,
-                                                             prefix=args.prefix, filters=filters)
+    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k, filters=filters)
     if args.json:
         _print(_json([hit_to_json(hit) for hit in hits]))
         return 0

@@ -288,12 +288,11 @@ class KnowledgeBase:
 
     # --- searching and reading ----------------------------------------------------------------
 
-    def search(self, query: str, mode: str = "hybrid", k: int = 10, prefix: str | None = None,
-               settings: SearchSettings = SearchSettings(), terms: bool = True,
-               filters: Filters | None = None) -> list[Hit]:
-        """The k best passages for `query` in mode hybrid, bm25 or vector; `prefix` and `filters`
-        (place, dates, document type) restrict the documents."""
-        return self._searcher.search(query, mode, k, prefix, settings, terms, filters)
+    def search(self, query: str, mode: str = "hybrid", k: int = 10, *, filters: Filters | None = None,
+               settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
+        """The k best passages for `query` in mode hybrid, bm25 or vector; `filters` (folder prefix,
+        place, dates, document type) restrict the documents."""
+        return self._searcher.search(query, mode, k, filters=filters, settings=settings, terms=terms)
 
     def document(self, doc_id: str) -> Document:
         """The document with this id (KeyError if it is not indexed)."""
@@ -306,6 +305,21 @@ class KnowledgeBase:
     @property
     def chunks(self) -> list[Chunk]:
         return self._chunks
+
+    @property
+    def bm25(self) -> BM25Index:
+        """The BM25 index over the passages (row i is `chunks[i]`)."""
+        return self._bm25
+
+    @property
+    def vectors(self) -> VectorIndex:
+        """The passage vectors and their search (exact or HNSW; `vector_index` holds its settings)."""
+        return self._vectors
+
+    @property
+    def searcher(self) -> Searcher:
+        """What answers `search`: for benchmarks that need its query cache (Searcher.clear_query_cache)."""
+        return self._searcher
 
     def passages_of(self, doc_id: str) -> list[Chunk]:
         """The passages of one document, in order (for context around a hit)."""

@@ -5,7 +5,8 @@ from array import array
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from itertools import count
-from typing import Iterable, Sequence
+from types import MappingProxyType
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -37,16 +38,17 @@ class BM25Index:
 
     def __init__(self, term_ptr: np.ndarray, postings_doc: np.ndarray, postings_tf: np.ndarray,
                  doc_len: np.ndarray, vocabulary: list[str], k1: float = 1.5, b: float = 0.75,
-                 epsilon: float = 0.25, _term_ids: dict[str, int] | None = None,
+                 epsilon: float = 0.25, term_ids: Mapping[str, int] | None = None,
                  weights: np.ndarray | None = None):
-        """Use build() or from_arrays(); this takes arrays already checked and typed."""
+        """Use build() or from_arrays(); this takes arrays already checked and typed (`term_ids`: the
+        vocabulary's term -> position, when the caller has it; `weights`: stored per-posting weights)."""
         self.k1, self.b, self.epsilon = float(k1), float(b), float(epsilon)
         self._term_ptr = term_ptr
         self._doc = postings_doc
         self._tf = postings_tf
         self._doc_len = doc_len
         self._vocabulary = vocabulary
-        self._term_ids = _term_ids if _term_ids is not None else {t: i for i, t in enumerate(vocabulary)}
+        self._term_ids = term_ids if term_ids is not None else {t: i for i, t in enumerate(vocabulary)}
         self._idf = self._compute_idf()
         self._weights = self._compute_weights() if weights is None else weights
         self._bounds: dict[int, float] = {}  # term id -> largest weight, filled as queries need it
@@ -88,7 +90,7 @@ class BM25Index:
         term_ptr = np.zeros(len(term_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(terms_all, minlength=len(term_ids)), out=term_ptr[1:])
         return cls(term_ptr, docs[order], tfs_all[order], doc_len, list(term_ids), k1=k1, b=b,
-                   epsilon=epsilon, _term_ids=term_ids)
+                   epsilon=epsilon, term_ids=term_ids)
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """Arrays to save with np.save(allow_pickle=False), and the vocabulary (term id order)."""
@@ -196,17 +198,29 @@ class BM25Index:
     def vocabulary_size(self) -> int:
         return len(self._vocabulary)
 
+    @property
+    def n_postings(self) -> int:
+        """(term, passage) pairs indexed."""
+        return len(self._doc)
+
+    @property
+    def term_ids(self) -> Mapping[str, int]:
+        """Term -> term id (its position in the vocabulary), read-only."""
+        return MappingProxyType(self._term_ids)
+
     def params(self) -> dict:
         """The scoring parameters, for the index manifest."""
         return {"k1": self.k1, "b": self.b, "epsilon": self.epsilon}
 
-    def _query_terms(self, query_tokens: Sequence[str]) -> list[tuple[int, int]]:
+    def query_terms(self, query_tokens: Sequence[str]) -> list[tuple[int, int]]:
         """(term id, repeats) of the known query terms, rarest first: the order scores are summed in."""
         terms = [(self._term_ids[term], repeats) for term, repeats in Counter(query_tokens).items()
                  if term in self._term_ids]
         return sorted(terms, key=lambda item: (self._term_ptr[item[0] + 1] - self._term_ptr[item[0]], item[0]))
 
-    def _add_term(self, scores: np.ndarray, term_id: int, repeats: int) -> None:
+    def add_term(self, scores: np.ndarray, term_id: int, repeats: int) -> None:
+        """Add one query term's weight (times `repeats`) to `scores` of every passage it occurs in: the
+        step of scores() and top() that reads a term's postings whole."""
         start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
         # A term's postings name each passage once, so fancy-index += cannot lose updates.
         weights = self._weights[start:end]
@@ -223,8 +237,8 @@ class BM25Index:
     def scores(self, query_tokens: Sequence[str]) -> np.ndarray:
         """BM25 score of every passage (float64); a repeated token counts again, unknown ones add 0."""
         scores = np.zeros(self.n_passages, dtype=np.float64)
-        for term_id, repeats in self._query_terms(query_tokens):
-            self._add_term(scores, term_id, repeats)
+        for term_id, repeats in self.query_terms(query_tokens):
+            self.add_term(scores, term_id, repeats)
         return scores
 
     def _top_candidates(self, query_tokens: Sequence[str], k: int,
@@ -239,7 +253,7 @@ class BM25Index:
         summed in the same order as in scores(), so the top k is exactly scores()'s top k.
         """
         scores = np.zeros(self.n_passages, dtype=np.float32)
-        terms = self._query_terms(query_tokens)
+        terms = self.query_terms(query_tokens)
         long_postings = max(self.prune_postings, self.n_passages // 64)
         # A failed check (k-th best K below the rest bound R) says when the next can succeed: the
         # terms added meanwhile raise any score, so the k-th best too, by at most the drop of the
@@ -250,19 +264,20 @@ class BM25Index:
             if i and k and self._term_ptr[term_id + 1] - self._term_ptr[term_id] >= long_postings:
                 rest = self._rest_bound(terms[i:])
                 if rest < hopeless_above:
-                    candidates = self._scored(scores, mask)
+                    candidates = self.scored(scores, mask)
                     candidate_scores = scores[candidates]
                     kth = self._kth_best(candidate_scores, k) * (1 - SLACK) if len(candidates) >= k else 0.0
                     if kth > rest:
                         survivors = candidates[candidate_scores + rest >= kth]
                         return scores, self._add_to_candidates(scores, survivors, terms[i:], k)
                     hopeless_above = (kth + rest) / 2 * (1 + SLACK)
-            self._add_term(scores, term_id, repeats)
-        return scores, self._scored(scores, mask)
+            self.add_term(scores, term_id, repeats)
+        return scores, self.scored(scores, mask)
 
     @staticmethod
-    def _scored(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
-        """Passages with a score above 0 (and inside `mask`), ascending."""
+    def scored(scores: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+        """Passages with a score above 0 (and inside `mask`), ascending: one pass over all scores, which
+        top() makes only when it may let it skip postings."""
         return np.flatnonzero(scores > 0 if mask is None else (scores > 0) & mask)
 
     def _rest_bound(self, terms: list[tuple[int, int]]) -> float:
@@ -287,7 +302,7 @@ class BM25Index:
                 candidates = candidates[candidate_scores + rest >= self._kth_best(candidate_scores, k) * (1 - SLACK)]
             start, end = self._term_ptr[term_id], self._term_ptr[term_id + 1]
             if len(candidates) * 16 >= end - start:
-                self._add_term(scores, term_id, repeats)
+                self.add_term(scores, term_id, repeats)
                 continue
             found, weights = self._lookup(term_id, candidates)
             scores[candidates[found]] += weights * repeats
@@ -316,7 +331,7 @@ class BM25Index:
         `average_length` is the average group length over the whole collection (for the length
         norm); idf stays the passages' own, so groups need no index of their own.
         """
-        terms = self._query_terms(query_tokens)
+        terms = self.query_terms(query_tokens)
         counts, lengths = self._group_counts([term_id for term_id, _ in terms], groups)
         scores = np.zeros(len(groups), dtype=np.float64)
         if average_length > 0:
@@ -375,7 +390,7 @@ class BM25Index:
         unsure[:-1] |= near
         unsure[1:] |= near
         if unsure.any():
-            approximate[unsure] = self._exact_scores(self._query_terms(query_tokens), candidates[unsure])
+            approximate[unsure] = self._exact_scores(self.query_terms(query_tokens), candidates[unsure])
             order = np.lexsort((candidates, -approximate))
             candidates, approximate = candidates[order], approximate[order]
         return candidates[:k].astype(np.int64), approximate[:k]

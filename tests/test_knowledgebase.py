@@ -9,6 +9,7 @@ import pytest
 from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
+from kb.search import Filters
 from kb.store import current_build, manifest_checksum
 from kb.vectors import VectorIndexSettings
 from tests.conftest import DEMO_REPORT, synthetic_files
@@ -53,7 +54,7 @@ def test_modes_and_prefix_filter(tmp_path, corpus):
     kb = new_kb(tmp_path / "index")
     kb.ingest([corpus])
     for mode in ("bm25", "vector", "hybrid"):
-        hits = kb.search("复工复产 企业", mode=mode, k=4, prefix="docs/policies")
+        hits = kb.search("复工复产 企业", mode=mode, k=4, filters=Filters(prefix="docs/policies"))
         assert hits and all(hit.doc_id.startswith("docs/policies/") for hit in hits)
         assert [hit.rank for hit in hits] == list(range(1, len(hits) + 1))
     hybrid = kb.search("产业工人队伍建设改革", mode="hybrid", k=10)
@@ -211,7 +212,7 @@ def test_failed_write_keeps_the_previous_index(tmp_path, corpus, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("kb.store._write_npy", disk_full)
+    monkeypatch.setattr(np, "save", disk_full)  # the first array of the new build
     with pytest.raises(IndexWriteError, match="No space left.*previous index is unchanged"):
         kb.save()
     assert [p.name for p in (index / "builds").iterdir() if p.name.startswith(".tmp")] == []
@@ -224,8 +225,8 @@ def test_workers_build_the_same_index(tmp_path, corpus):
     report_two = parallel.ingest([corpus], workers=2)
     assert report_two.added == report_one.added and set(report_two.stage_seconds) >= {"parse", "tokenize", "embed"}
     assert parallel.chunks == single.chunks
-    arrays_one, vocabulary_one = single._bm25.to_arrays()
-    arrays_two, vocabulary_two = parallel._bm25.to_arrays()
+    arrays_one, vocabulary_one = single.bm25.to_arrays()
+    arrays_two, vocabulary_two = parallel.bm25.to_arrays()
     assert vocabulary_two == vocabulary_one
     for name, array in arrays_one.items():
         assert np.array_equal(arrays_two[name], array), name
@@ -245,13 +246,13 @@ def test_large_index_uses_hnsw_and_stores_its_graph(tmp_path, corpus):
     agree = 0
     for query in queries:
         vector = loaded.embedder.embed_queries([query])[0]
-        approximate, _ = loaded._vectors.top(vector, 5)
-        exact, _ = loaded._vectors.top(vector, 5, exact=True)
+        approximate, _ = loaded.vectors.top(vector, 5)
+        exact, _ = loaded.vectors.top(vector, 5, exact=True)
         agree += len(set(approximate) & set(exact))
     assert agree / (5 * len(queries)) >= 0.9
     assert [h.doc_id for h in loaded.search("产业工人", mode="vector")] == \
         [h.doc_id for h in small.search("产业工人", mode="vector")]
-    filtered = loaded.search("复工复产", mode="vector", k=3, prefix="docs/policies")
+    filtered = loaded.search("复工复产", mode="vector", k=3, filters=Filters(prefix="docs/policies"))
     assert len(filtered) == 3 and all(h.doc_id.startswith("docs/policies/") for h in filtered)
 
 

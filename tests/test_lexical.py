@@ -89,11 +89,11 @@ def test_pruned_top_equals_full_ranking(passages, reference, queries, monkeypatc
     index = BM25Index.build(passages)
     index.prune_postings = 1
     full_terms = []
-    add_term = index._add_term
-    monkeypatch.setattr(index, "_add_term", lambda *args: (full_terms.append(args[1]), add_term(*args)))
+    add_term = index.add_term
+    monkeypatch.setattr(index, "add_term", lambda *args: (full_terms.append(args[1]), add_term(*args)))
     checks = []
-    scored = index._scored
-    monkeypatch.setattr(index, "_scored", lambda *args: (checks.append(1), scored(*args))[1])
+    scored = index.scored
+    monkeypatch.setattr(index, "scored", lambda *args: (checks.append(1), scored(*args))[1])
     pruned = 0
     for query in queries:
         for k in (1, 3, 10, 30, 100):
@@ -102,7 +102,7 @@ def test_pruned_top_equals_full_ranking(passages, reference, queries, monkeypatc
             best, scores = index.top(query, k=k)
             assert list(best) == expected_top(theirs, k)
             np.testing.assert_allclose(scores, theirs[best], rtol=1e-5)
-            pruned += len(full_terms) < len(set(query) & set(index._term_ids))
+            pruned += len(full_terms) < len(set(query) & set(index.term_ids))
         allowed = np.arange(N_WINDOWS) % 3 == 0
         best, _ = index.top(query, k=5, mask=allowed)
         assert list(best) == expected_top(reference.get_scores(query), 5, allowed)
@@ -112,7 +112,7 @@ def test_pruned_top_equals_full_ranking(passages, reference, queries, monkeypatc
     long_terms = 0
     for query in queries:
         index.top(query, k=10)
-        long_terms += len(index._query_terms(query)) - 1
+        long_terms += len(index.query_terms(query)) - 1
     assert 0 < len(checks) < long_terms / 2
 
 

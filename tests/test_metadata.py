@@ -1,11 +1,12 @@
 """Metadata from real documents: place, date, issuer, document number and type; filters that use them."""
+import dataclasses
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from kb import store
 from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery
 from kb.ingest import discover, read_document
@@ -173,10 +174,12 @@ def test_metadata_is_saved_and_versioned(laws_kb, tmp_path):
     assert loaded.info()["doc_types"]["地方性法规"] == 5
     # An index written by an older extractor gets its documents' metadata extracted again on ingest,
     # without reading the files again.
+    data = store.load(tmp_path / "index")
+    store.save(tmp_path / "index", dataclasses.replace(
+        data, manifest=dataclasses.replace(data.manifest, metadata_version=METADATA_VERSION - 1),
+        documents=[dataclasses.replace(doc, meta=Metadata()) for doc in data.documents]))
     stale = KnowledgeBase.load(tmp_path / "index", FakeEmbedder())
-    stale.manifest = replace(stale.manifest, metadata_version=METADATA_VERSION - 1)
-    stale._documents = {doc_id: doc.__class__(**{**doc.__dict__, "meta": Metadata()})
-                        for doc_id, doc in stale._documents.items()}
+    assert {doc.meta for doc in stale.documents} == {Metadata()}
     report = stale.ingest([])
     assert report.added == report.changed == ()
     assert {doc.id: doc.meta for doc in stale.documents} == {doc.id: doc.meta for doc in laws_kb.documents}

@@ -8,8 +8,8 @@ import unicodedata
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from kb.dense import FakeEmbedder
 
+from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
 from kb.tokenize import normalize, tokenize
 from kb.zh import (
