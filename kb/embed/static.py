@@ -42,8 +42,7 @@ def distill(dims: int = DIMS, sif: float = SIF, piece_ids: Sequence[int] | None 
     """The static table: float16 [pieces, dims], one row per vocabulary piece (zero for specials and
     for pieces outside `piece_ids`, which only tests narrow)."""
     encoder = E5FastEmbedder(threads=threads)
-    encoder._load()
-    model: Q4File = encoder._model
+    model = encoder.source_model()
     tokenizer: E5Tokenizer = encoder.tokenizer
     n_pieces = len(model.piece_scores)
     specials = {model.bos, model.eos, model.pad, model.unk}
