@@ -1,9 +1,9 @@
 """Shared fixtures: where ../shared lives, the demo corpus, and the synthetic corpus of tests/corpus.
 
 Tests that only need some Chinese policy text (to index, search, damage or kill) use tests/corpus:
-eight short documents invented for the tests (three local regulations of different cities with 章 and
-第X条, a national law excerpt, a notice with a 文号 and date, a tax Q&A, an HTML report and an opinion on
-unpaid wages), so that they run without ../shared. Tests of behaviour on real data use `shared`."""
+ten short documents invented for the tests (local rules on wages of 杭州, 宁波, 郑州, 山东 and 河南 with 章
+and 第X条, a national law excerpt, a notice with a 文号 and date, a tax Q&A, an HTML report and an opinion
+on unpaid wages), so that they run without ../shared. Tests of behaviour on real data use `shared`."""
 import os
 from pathlib import Path
 

@@ -1,7 +1,7 @@
 """The Streamlit app through AppTest: query, filters, modes, cited answer, compare view, exports, uploads.
 
-The index holds the demo report, real local regulations on collective contracts and wage bargaining
-from ../shared/corpus/laws/DLC, one national law, and a file whose text is markup.
+The index holds the demo report, the invented local regulations on wages of tests/corpus (杭州, 宁波, 山东,
+河南, 郑州), its national law, and files whose text or title is markup.
 """
 import csv
 import html
@@ -21,22 +21,23 @@ from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase, update_index
 from kb.markup import markdown_text
 from kb.store import current_build
-from tests.conftest import DEMO_REPORT, ROOT
-from tests.test_compare_export import LONG_TITLE, collective_bargaining_files
+from tests.conftest import DEMO_REPORT, ROOT, SYNTHETIC_CORPUS
+from tests.test_compare_export import HANGZHOU_DATE, LONG_TITLE, regulation_files
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+SINCE = "2018-01-01"  # between the dates of the documents in the index
 MARKUP_TITLE = "![t](http://127.0.0.1:9/x.png) **欠薪** $x^2$ :red[工资] <b>通知</b>"
 
 
 @pytest.fixture
-def index(tmp_path, monkeypatch, shared):
+def index(tmp_path, monkeypatch):
     docs = tmp_path / "corpus"
     (docs / "DLC").mkdir(parents=True)
     shutil.copy(DEMO_REPORT, docs)
-    for path in collective_bargaining_files(shared):
+    for path in regulation_files():
         shutil.copy(path, docs / "DLC" / path.name)
     (docs / "national").mkdir()
-    shutil.copy(shared / "corpus" / "laws" / "社会法" / "劳动合同法(2012-12-28).md", docs / "national")
+    shutil.copy(SYNTHETIC_CORPUS / "labour-law-excerpt.md", docs / "national")
     (docs / "注入.txt").write_text("关于欠薪的测试文件\n\n<script>alert('欠薪')</script>拖欠工资<img src=x onerror=alert(1)>。",
                                    encoding="utf-8")
     (docs / "**标题**.md").write_text(f"# {MARKUP_TITLE}\n\n用人单位拖欠工资的,由劳动行政部门责令限期支付。", encoding="utf-8")
@@ -140,14 +141,16 @@ def test_filters_by_place_city_date_type_and_folder(index):
     app.sidebar.selectbox(key="city").set_value("宁波市").run()
     assert citations(app) and all("浙江省/宁波市" in c for c in citations(app))
     app.sidebar.selectbox(key="province").set_value("全部").run()
-    app.sidebar.text_input(key="since").input("2014-04-11").run()
+    older = [c for c in citations(app) if any(part[:4].isdigit() and part < SINCE for part in c.split(" · "))]
+    assert older  # the filter has results to drop
+    app.sidebar.text_input(key="since").input(SINCE).run()
     dates = [c.split(" · ") for c in citations(app)]
-    assert dates and all(any(part[:4].isdigit() and part >= "2014-04-11" for part in parts) for parts in dates)
+    assert dates and all(any(part[:4].isdigit() and part >= SINCE for part in parts) for parts in dates)
     app.sidebar.text_input(key="since").input("去年").run()
     assert any("is not a date" in as_read(w.value) for w in app.sidebar.warning)
     app.sidebar.text_input(key="since").input("").run()
     app.sidebar.multiselect(key="doc_types").set_value(["法律"]).run()
-    assert citations(app) and all("《中华人民共和国劳动合同法》" in c for c in citations(app))
+    assert citations(app) and all("《中华人民共和国劳动法(节选)》" in c for c in citations(app))
     app.sidebar.multiselect(key="doc_types").set_value([]).run()
     app.sidebar.selectbox(key="folder").set_value("corpus").run()
     assert len(citations(app)) == 10
@@ -159,10 +162,12 @@ def test_compare_view_lists_places_side_by_side(index):
     places = list(table["地区"])
     for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
         assert place in places
-    assert len(places) == len(set(places)) >= 6
+    # A row for each place of the index: the compare view searches deep enough to reach every document.
+    indexed = {"/".join(doc.meta.place[:2]) or "未标明地区" for doc in KnowledgeBase.load(index).documents}
+    assert len(places) == len(set(places)) and set(places) == indexed
     assert list(table.columns) == ["地区", "排名", "最佳段落", "出处", "日期", "文号", "更多"]
     hangzhou = table[table["地区"] == "浙江省/杭州市"].iloc[0]
-    assert "《杭州市企业工资集体协商条例》" in hangzhou["出处"] and hangzhou["日期"] == "2014-04-11"
+    assert "《杭州市企业工资集体协商条例》" in hangzhou["出处"] and hangzhou["日期"] == HANGZHOU_DATE
     app.radio(key="compare_level").set_value("省份").run()
     assert "浙江省" in list(app.dataframe[0].value["地区"])
 
@@ -208,16 +213,15 @@ def test_upload_indexes_good_files_and_reports_bad_ones(index, tmp_path):
     assert "广东省/深圳市" in citations(app)[0]
 
 
-def test_one_bad_file_never_stops_a_batch(index, tmp_path, shared):
-    laws = shared / "corpus" / "laws" / "行政法规"
+def test_one_bad_file_never_stops_a_batch(index, tmp_path):
     uploads = tmp_path / "uploads"
     (uploads / "占位.txt").mkdir(parents=True)  # a folder where the file should go: storing it is an OSError
     app = start()
     app.sidebar.file_uploader(key="uploads").set_value([
-        (LONG_TITLE + ".md", (laws / "工资支付暂行规定(1994-12-06).md").read_bytes(), "text/markdown"),
+        (LONG_TITLE + ".md", (SYNTHETIC_CORPUS / "tax-relief-qa.md").read_bytes(), "text/markdown"),
         ("占位.txt", "用人单位应当按时足额支付工资。".encode(), "text/plain"),
         ("空白.txt", b"", "text/plain"),
-        ("条例.md", (laws / "保障农民工工资支付条例(2019-12-30).md").read_bytes(), "text/markdown"),
+        ("意见.txt", (SYNTHETIC_CORPUS / "migrant-wage-opinions.txt").read_bytes(), "text/plain"),
     ]).run()
     app.sidebar.button(key="index_uploads").click().run()
     assert not app.exception, app.exception
@@ -225,8 +229,10 @@ def test_one_bad_file_never_stops_a_batch(index, tmp_path, shared):
         KnowledgeBase.load(index).info()["passages"])]
     warnings = [as_read(w.value) for w in app.sidebar.warning]
     assert warnings == ["未索引 占位.txt: 无法保存 (Is a directory)", "未索引 空白.txt: the file is empty"], warnings
-    assert sorted(p.name for p in uploads.iterdir()) == sorted([LONG_TITLE + ".md", "占位.txt", "条例.md"])
-    for query, doc_id in (("工资支付暂行规定", f"uploads/{LONG_TITLE}.md"), ("保障农民工工资支付条例", "uploads/条例.md")):
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([LONG_TITLE + ".md", "占位.txt", "意见.txt"])
+    # Neither is in the index before: each title finds its upload first.
+    for query, doc_id in (("疫情防控期间税收优惠政策问答", f"uploads/{LONG_TITLE}.md"),
+                          ("关于全面治理欠薪问题的实施意见", "uploads/意见.txt")):
         assert citations(ask(app, query))[0].endswith(f" · {doc_id}")
 
 

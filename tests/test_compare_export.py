@@ -1,7 +1,7 @@
 """What the app shows and exports: extractive cited answer, compare by place, CSV/Markdown, uploads.
 
-On the local regulations about collective contracts, wage bargaining and trade unions of
-../shared/corpus/laws/DLC (15 files from 上海, 北京, 山东, 河南, 浙江, 重庆).
+On the invented documents of tests/corpus: local regulations on wage bargaining of 杭州, 宁波, 山东 and
+河南 and one on wage payment of 郑州, a national law, a notice of 温州, and texts that name no place.
 """
 import csv
 import io
@@ -18,37 +18,42 @@ from kb.errors import BadUpload
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv, reference
 from kb.ingest import save_upload
 from kb.knowledgebase import KnowledgeBase
+from tests.conftest import synthetic_files, textless_pdf
 
 QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
-TOPICS = re.compile("集体合同|集体协商|工会")
+# What the header of tests/corpus/hangzhou-wage-bargaining-regulation.md says: approved on this day by the
+# provincial congress, the last date of its enactment block.
+HANGZHOU_DATE = "2015-09-25"
 
 
-def collective_bargaining_files(shared: Path) -> list[Path]:
-    return sorted(p for p in (shared / "corpus" / "laws" / "DLC").rglob("*.md") if TOPICS.search(p.name))
+def regulation_files() -> list[Path]:
+    """The local regulations and rules of tests/corpus: one per place, each with 第X条 articles."""
+    return [path for path in synthetic_files() if re.search(r"-(regulation|measures)\.", path.name)]
 
 
 @pytest.fixture(scope="module")
-def dlc_kb(tmp_path_factory, shared) -> KnowledgeBase:
-    folder = tmp_path_factory.mktemp("dlc") / "DLC"
-    files = collective_bargaining_files(shared)
-    assert len(files) >= 15
-    for path in files:
-        target = folder / path.relative_to(shared / "corpus" / "laws" / "DLC")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, target)
+def corpus_kb(tmp_path_factory) -> KnowledgeBase:
+    folder = tmp_path_factory.mktemp("synthetic") / "corpus"
+    folder.mkdir()
+    for path in synthetic_files():
+        shutil.copy(path, folder / path.name)
     kb = KnowledgeBase(None, FakeEmbedder())
     kb.ingest([folder])
     return kb
 
 
-def test_compare_by_place_lists_the_cities_and_provinces_side_by_side(dlc_kb):
-    hits = dlc_kb.search(QUESTION, k=100)
+def test_compare_by_place_lists_the_cities_and_provinces_side_by_side(corpus_kb):
+    hits = corpus_kb.search(QUESTION, k=100)
     groups = group_by_place(hits, level="city")
     labels = ["/".join(group.place) for group in groups]
     for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
         assert place in labels, labels
-    assert len(labels) == len(set(labels)) >= 6
-    ranks = [group.hits[0].rank for group in groups]
+    # One group per place, every place of the corpus: k reaches every document.
+    assert len({hit.doc_id for hit in hits}) == len(corpus_kb.documents)
+    places = {"/".join(doc.meta.place[:2]) for doc in corpus_kb.documents}
+    assert len(labels) == len(set(labels)) and set(labels) == places and "" in places
+    assert labels[-1] == ""  # the texts that name no place come last, whatever their rank
+    ranks = [group.hits[0].rank for group in groups[:-1]]
     assert ranks == sorted(ranks)  # best place first
     for group in groups:
         assert 1 <= len(group.hits) <= 2 and all(hit.meta.place[:2] == group.place for hit in group.hits)
@@ -59,16 +64,16 @@ def test_compare_by_place_lists_the_cities_and_provinces_side_by_side(dlc_kb):
     assert "浙江省" in provinces and "浙江省/杭州市" not in provinces
     table = list(csv.reader(io.StringIO(places_to_csv(groups))))
     assert table[0][:4] == ["place", "passage_1", "citation_1", "date_1"]
-    assert [row[0] for row in table[1:]] == labels
+    assert [row[0] for row in table[1:]] == [*labels[:-1], "未标明地区"]
     hangzhou_row = table[1 + labels.index("浙江省/杭州市")]
-    assert "《杭州市企业工资集体协商条例》" in hangzhou_row[2] and hangzhou_row[3] == "2014-04-11"
+    assert "《杭州市企业工资集体协商条例》" in hangzhou_row[2] and hangzhou_row[3] == HANGZHOU_DATE
 
 
-def test_extractive_answer_quotes_sentences_of_the_top_passages(dlc_kb):
-    hits = dlc_kb.search(QUESTION, k=10)
+def test_extractive_answer_quotes_sentences_of_the_top_passages(corpus_kb):
+    hits = corpus_kb.search(QUESTION, k=10)
     answer = extractive_answer(QUESTION, hits)
     assert 1 <= len(answer) <= 3
-    documents = {doc.id: doc.text for doc in dlc_kb.documents}
+    documents = {doc.id: doc.text for doc in corpus_kb.documents}
     for sentence in answer:
         # Quoted, not written: the sentence is the document's text at its span, in a cited passage.
         assert documents[sentence.doc_id][sentence.start:sentence.end] == sentence.text
@@ -78,11 +83,11 @@ def test_extractive_answer_quotes_sentences_of_the_top_passages(dlc_kb):
     assert extractive_answer("？？", hits) == [] and extractive_answer(QUESTION, []) == []
 
 
-def test_exports_carry_citations_and_gbt7714_references(dlc_kb):
-    hits = dlc_kb.search(QUESTION, k=5)
+def test_exports_carry_citations_and_gbt7714_references(corpus_kb):
+    hits = corpus_kb.search(QUESTION, k=5)
     rows = list(csv.DictReader(io.StringIO(hits_to_csv(hits))))
     assert [int(row["rank"]) for row in rows] == [1, 2, 3, 4, 5]
-    assert all(row["text"] == hit.text and row["place"] and row["doc_type"] == "地方性法规"
+    assert all(row["text"] == hit.text and row["place"] and row["doc_type"] == hit.meta.doc_type != ""
                for row, hit in zip(rows, hits))
     markdown = hits_to_markdown(QUESTION, hits)
     assert markdown.startswith(f"# 检索：{QUESTION}")
@@ -91,13 +96,13 @@ def test_exports_carry_citations_and_gbt7714_references(dlc_kb):
     assert numbers == [str(n) for n in range(1, len({hit.doc_id for hit in hits}) + 1)]
     for hit in hits:
         assert f"《{hit.title}》" in body and reference(hit) in references.replace("\\", "")
-    hangzhou = next(doc for doc in dlc_kb.documents if doc.title == "杭州市企业工资集体协商条例")
-    hit = next(h for h in dlc_kb.search("杭州市企业工资集体协商条例", k=30) if h.doc_id == hangzhou.id)
-    assert reference(hit) == "杭州市人民代表大会常务委员会. 杭州市企业工资集体协商条例[Z]. 2014-04-11."
+    hangzhou = next(doc for doc in corpus_kb.documents if doc.title == "杭州市企业工资集体协商条例")
+    hit = next(h for h in corpus_kb.search("杭州市企业工资集体协商条例", k=30) if h.doc_id == hangzhou.id)
+    assert reference(hit) == f"杭州市人民代表大会常务委员会. 杭州市企业工资集体协商条例[Z]. {HANGZHOU_DATE}."
 
 
-def test_markdown_export_quotes_document_markup_as_text(dlc_kb):
-    hit = dlc_kb.search(QUESTION, k=1)[0]
+def test_markdown_export_quotes_document_markup_as_text(corpus_kb):
+    hit = corpus_kb.search(QUESTION, k=1)[0]
     hostile = hit.__class__(**{**hit.__dict__, "text": "第一条 <script>alert(1)</script> [链接](http://x) *强调*"
                                                          " ![图](http://x/y.png) $x^2$ ~~删除~~"})
     markdown = hits_to_markdown("<b>查询</b>", [hostile])
@@ -159,9 +164,9 @@ def name_max(folder: Path) -> int:
     return os.pathconf(folder, "PC_NAME_MAX")
 
 
-def test_an_eighty_character_chinese_name_is_stored_as_it_is(tmp_path, shared):
+def test_an_eighty_character_chinese_name_is_stored_as_it_is(tmp_path):
     assert len(LONG_TITLE) == 80 and len((LONG_TITLE + ".pdf").encode()) == 244
-    data = (shared / "corpus" / "pdf").glob("*.pdf").__next__().read_bytes()
+    data = textless_pdf(tmp_path / "scan.pdf").read_bytes()
     path = save_upload(tmp_path / "uploads", LONG_TITLE + ".pdf", data)
     assert path.name == LONG_TITLE + ".pdf" and path.read_bytes() == data
     assert [p.name for p in path.parent.iterdir()] == [path.name]  # no temporary file left
