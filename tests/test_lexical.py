@@ -1,4 +1,8 @@
-"""kb.lexical.BM25Index: same scores as rank_bm25.BM25Okapi on real passages, top-k, masks, round trip."""
+"""kb.lexical.BM25Index: same scores as rank_bm25.BM25Okapi on Chinese passages, top-k, masks, round trip.
+
+The passages are overlapping windows over the demo report and the texts of tests/corpus, the queries
+questions about them: many shared and many rare terms, as in an index of policy documents.
+"""
 import json
 
 import numpy as np
@@ -7,29 +11,57 @@ from rank_bm25 import BM25Okapi
 
 from kb.lexical import BM25Index
 from kb.tokenize import tokenize
+from tests.conftest import DEMO_REPORT, synthetic_files
 
-N_WINDOWS = 300
-N_QUERIES = 20
+WIDTH, STRIDE = 200, 25
 
 
-@pytest.fixture(scope="module")
-def passages(shared) -> list[list[str]]:
-    """300 tokenized 400-character windows, a few from each of many policy documents."""
+def window_texts() -> list[str]:
+    """200-character windows every 25 characters of each text (the HTML report's markup left out)."""
     windows = []
-    for path in sorted((shared / "corpus" / "policies").glob("*.txt")):
+    for path in [DEMO_REPORT, *synthetic_files()]:
+        if path.suffix == ".html":
+            continue
         text = path.read_text(encoding="utf-8")
-        windows.extend(text[i:i + 400] for i in range(0, min(len(text), 1200), 400))
-        if len(windows) >= N_WINDOWS:
-            break
-    assert len(windows) >= N_WINDOWS
-    return [tokenize(w) for w in windows[:N_WINDOWS]]
+        windows.extend(text[i:i + WIDTH] for i in range(0, max(len(text) - WIDTH, 0) + 1, STRIDE))
+    return windows
+
+
+N_WINDOWS = len(window_texts())
+QUESTIONS = (
+    "江门市如何推进产业工人队伍建设改革？",
+    "在产业工人中发展党员有哪些做法？",
+    "企业工资集体协商中职工方协商代表受到哪些保护",
+    "职工方协商代表由谁选派？",
+    "工资集体协商一般包括哪些内容",
+    "工资协议草案需要经过职工代表大会讨论吗？",
+    "用人单位拖欠劳动者工资怎么办",
+    "工资支付日遇到法定休假日应当怎样支付？",
+    "企业生产经营困难可以延期支付工资吗",
+    "最低工资标准由哪一级政府规定？",
+    "劳动者享有哪些劳动权利",
+    "工程建设领域农民工工资专用账户和银行代发制度",
+    "老板长期不发薪水可以向哪里投诉",
+    "疫情防控期间个人取得的防疫补助免征个人所得税吗",
+    "小规模纳税人增值税征收率减按百分之一征收",
+    "企业捐赠防疫物资能否在税前全额扣除？",
+    "温州市支持企业复工复产的措施有哪些",
+    "不裁员少裁员的企业可以返还失业保险费吗",
+    "工资专项集体合同期满前可以提出续订吗",
+    "工资协议报送人力资源社会保障部门审查多久生效",
+)
 
 
 @pytest.fixture(scope="module")
-def queries(shared) -> list[list[str]]:
-    with open(shared / "eval" / "policies" / "queries.jsonl", encoding="utf-8") as f:
-        texts = [json.loads(line)["text"] for line in f if line.strip()][:N_QUERIES]
-    return [tokenize(t) for t in texts]
+def passages() -> list[list[str]]:
+    windows = window_texts()
+    assert len(windows) >= 60  # the grouped-score test reads the first sixty
+    return [tokenize(w) for w in windows]
+
+
+@pytest.fixture(scope="module")
+def queries() -> list[list[str]]:
+    return [tokenize(t) for t in QUESTIONS]
 
 
 @pytest.fixture(scope="module")
@@ -233,7 +265,7 @@ def test_postings_out_of_order_are_rejected():
 
 
 def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference, passages, queries):
-    """Each group of three windows (one document's opening) scored as one text: Okapi BM25 of the
+    """Each group of three windows (overlapping parts of one document) scored as one text: Okapi BM25 of the
     summed term counts and lengths, with the passages' idf and the given average length."""
     from collections import Counter
 
