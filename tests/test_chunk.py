@@ -1,4 +1,7 @@
-"""Tests for kb.chunk: spans, coverage, sizes, sentence ends, law articles, sections and pages on real text."""
+"""Tests for kb.chunk: spans, coverage, sizes, sentence ends, law articles, sections and pages.
+
+On the invented documents of tests/corpus and, where ../shared is there, on real laws and policies too
+(the civil code's contract book, a one-line policy, the enactment block of the laws collection)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,8 +14,7 @@ import pytest
 from kb.chunk import ChunkSettings, article_numbers, article_range, chunk_document
 from kb.records import Document
 from kb.zh import chinese_number
-
-DEMO_REPORT = Path(__file__).resolve().parent.parent / "corpus" / "jiangmen-2022-01-21-industrial-workers.txt"
+from tests.conftest import DEMO_REPORT, SYNTHETIC_CORPUS, synthetic_files
 
 ENDS = "。！？；!?;"
 CLOSERS = "”’)）」』》"
@@ -35,12 +37,35 @@ def text_doc(text: str) -> Document:
     return Document(id="t", path="/t.txt", title="t", text=text, sha256="x", format="txt")
 
 
-@pytest.fixture(scope="session")
+# The Markdown documents of tests/corpus with 第X条 articles (law_articles ends an article at a "#" heading).
+SYNTHETIC_LAWS = [path.name for path in synthetic_files()
+                  if path.suffix == ".md" and re.search(r"^第[一二三四五六七八九十]+条", path.read_text(encoding="utf-8"), re.M)]
+
+
 def real_docs(shared: Path) -> list[Document]:
     """A mix of report, national law, civil-code book, local regulation and policy files."""
     paths = [shared / "corpus" / p for p in (LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL, POLICY_INLINE)]
     paths += sorted((shared / "corpus" / "policies").glob("*.txt"))[:40]
     return [make_doc(DEMO_REPORT)] + [make_doc(p) for p in paths]
+
+
+def synthetic_docs() -> list[Document]:
+    """The demo report and the invented documents: regulations, a law, a notice, a Q&A, an opinion."""
+    return [make_doc(DEMO_REPORT)] + [make_doc(p) for p in synthetic_files() if p.suffix != ".html"]
+
+
+@pytest.fixture(scope="session", params=["synthetic", "real"])
+def docs(request) -> list[Document]:
+    if request.param == "synthetic":
+        return synthetic_docs()
+    return real_docs(request.getfixturevalue("shared"))
+
+
+def law_doc(request, law: str) -> Document:
+    """A law of ../shared/corpus (a path with a folder) or of tests/corpus (a bare file name)."""
+    if "/" not in law:
+        return make_doc(SYNTHETIC_CORPUS / law)
+    return make_doc(request.getfixturevalue("shared") / "corpus" / law)
 
 
 def check_spans(doc: Document, chunks) -> None:
@@ -70,19 +95,19 @@ def sentence_around(text: str, pos: int) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("size", [400, 120])
-def test_spans_cover_every_character(real_docs, size):
-    for doc in real_docs:
+def test_spans_cover_every_character(docs, size):
+    for doc in docs:
         check_spans(doc, chunk_document(doc, ChunkSettings(size=size, min_size=min(80, size // 2))))
 
 
 @pytest.mark.parametrize("size, article_size", [(400, 600), (400, 400), (120, 120), (50, 50), (600, 300)])
-def test_size_is_a_hard_maximum(real_docs, size, article_size):
-    for doc in real_docs:
+def test_size_is_a_hard_maximum(docs, size, article_size):
+    for doc in docs:
         for c in chunk_document(doc, ChunkSettings(size=size, min_size=0, article_size=article_size)):
             assert len(c.text) <= (article_size if c.article else size), (doc.id, c.ordinal, len(c.text))
 
 
-def test_law_articles_are_packed_to_the_article_size_and_prose_to_the_size(shared, real_docs):
+def test_law_articles_are_packed_to_the_article_size_and_prose_to_the_size(shared):
     """The default: prose passages up to 400 characters, passages of law articles up to 600 and
     longer than 400 where articles allow, so a statute has fewer, fuller passages."""
     settings = ChunkSettings()
@@ -92,13 +117,13 @@ def test_law_articles_are_packed_to_the_article_size_and_prose_to_the_size(share
     assert len(packed) < 0.8 * len(narrow)
     assert any(len(c.text) > 400 for c in packed if c.article)
     assert all(len(c.text) <= 400 for c in packed if not c.article)
-    prose = [doc for doc in real_docs if doc.id == Path(POLICY_INLINE).name]
+    prose = [make_doc(shared / "corpus" / POLICY_INLINE)]
     assert prose and chunk_document(prose[0], settings) == chunk_document(prose[0], ChunkSettings(article_size=400))
 
 
 @pytest.mark.parametrize("size", [400, 120])
-def test_chunks_end_at_sentence_line_or_section_end(real_docs, size):
-    for doc in real_docs:
+def test_chunks_end_at_sentence_line_or_section_end(docs, size):
+    for doc in docs:
         chunks = chunk_document(doc, ChunkSettings(size=size))
         text = doc.text
         for c, nxt in zip(chunks, chunks[1:] + [None]):
@@ -124,13 +149,13 @@ def law_articles(text: str) -> list[tuple[str, int, int]]:
     return out
 
 
-@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL])
+@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL, *SYNTHETIC_LAWS])
 @pytest.mark.parametrize("size", [400, 200])
-def test_article_that_fits_is_never_split(shared, law, size):
-    doc = make_doc(shared / "corpus" / law)
+def test_article_that_fits_is_never_split(request, law, size):
+    doc = law_doc(request, law)
     chunks = chunk_document(doc, ChunkSettings(size=size, article_size=size))
     articles = law_articles(doc.text)
-    assert len(articles) > 20
+    assert len(articles) > (20 if "/" in law else 5)  # the real laws are long, the invented ones have 6 to 9 articles
     fitting = [(label, s, e) for label, s, e in articles if e - s <= size]
     assert fitting
     for label, s, e in fitting:
@@ -139,10 +164,14 @@ def test_article_that_fits_is_never_split(shared, law, size):
     assert len(chunks) < len(articles)
 
 
-@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL])
+# Invented regulations whose articles give passages of one article and of several at both sizes.
+LABELLED_LAWS = ["hangzhou-wage-bargaining-regulation.md", "shandong-wage-bargaining-regulation.md"]
+
+
+@pytest.mark.parametrize("law", [LAW_GIFTS, LAW_CONTRACTS, LAW_LOCAL, *LABELLED_LAWS])
 @pytest.mark.parametrize("size", [400, 120])
-def test_article_labels_name_first_and_last_article(shared, law, size):
-    doc = make_doc(shared / "corpus" / law)
+def test_article_labels_name_first_and_last_article(request, law, size):
+    doc = law_doc(request, law)
     articles = law_articles(doc.text)
     ranges, singles = 0, 0
     for c in chunk_document(doc, ChunkSettings(size=size, article_size=size)):
@@ -337,13 +366,16 @@ def test_numbered_paragraph_is_not_a_title_but_ends_the_previous_one():
     assert chunks[1].text.startswith("二、")
 
 
-def test_chinese_numbers_and_article_ranges(shared):
+def test_chinese_numbers_and_article_ranges():
     assert [chinese_number(t) for t in ("十", "十二", "三十八", "一百零二", "两百", "一千二百六十", "38", "三十八条")] == \
         [10, 12, 38, 102, 200, 1260, 38, None]
     assert article_range("第三十六条至第三十八条") == (36, 38) and article_range("第十条之一") == (10, 10)
     assert article_range("") is None
     assert article_numbers("劳动合同法第三十八条、第39条和第十条之一") == [38, 39, 10]
-    # Every passage label of the civil code's contract book reads back as the articles it holds.
+
+
+def test_article_labels_read_back_as_the_articles_they_hold(shared):
+    """Every passage label of the civil code's contract book reads back as the articles it holds."""
     doc = make_doc(shared / "corpus" / LAW_CONTRACTS)
     articles = law_articles(doc.text)
     numbered = {label: chinese_number(label[1:label.index("条")]) for label, _, _ in articles}
