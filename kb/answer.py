@@ -33,7 +33,7 @@ def hit_to_json(hit: Hit) -> dict:
 def highlight_html(text: str, terms: tuple[str, ...] | list[str], tag: str = "mark") -> str:
     """`text` as HTML with every occurrence of `terms` wrapped in <mark>; everything else is escaped.
 
-    Matching is done on the raw text (case-insensitive, NFKC-equal forms) and each piece is escaped
+    Matching is done on the raw text (case-insensitive, in kb.zh's normalised forms) and each piece is escaped
     on its own, so no markup in a document can ever reach the page.
     """
     spans = _term_spans(text, terms)
@@ -48,7 +48,7 @@ def highlight_html(text: str, terms: tuple[str, ...] | list[str], tag: str = "ma
 
 def _term_spans(text: str, terms) -> list[tuple[int, int]]:
     """Non-overlapping (start, end) spans of the terms in `text`, longest term winning."""
-    # Document text is already NFKC; casefold keeps offsets for CJK and ASCII alike.
+    # Document text is already normalised (kb.zh.normalize_text); casefold keeps offsets for CJK and ASCII alike.
     folded = text.casefold() if len(text.casefold()) == len(text) else text
     taken = [False] * len(text)
     spans = []

@@ -18,7 +18,7 @@ from kb.markup import UNPRINTABLE
 from kb.records import Document, Skipped
 from kb.settings import max_file_bytes
 from kb.tokenize import simplify, traditional_share
-from kb.zh import ITEM_NUMERALS, NUMERALS, PARAGRAPH_ENDS, basic_ideographs, is_ideograph, normalize_text
+from kb.zh import HEADING_NUMERALS, ITEM_NUMERALS, PARAGRAPH_ENDS, basic_ideographs, is_bmp_ideograph, normalize_text
 
 FORMATS = {".txt": "txt", ".md": "md", ".markdown": "md", ".pdf": "pdf", ".docx": "docx",
            ".html": "html", ".htm": "html"}
@@ -284,7 +284,7 @@ _OPENERS = "“‘《「『【"
 _CONTINUATION_START = ",，、。;；:：!?！？)）”’》"
 # lines that start a chapter, article or numbered item (第X章, 第X条, 一、, (一), 目录) begin a new line
 _HEADING = re.compile(
-    f"\\s*(第[{NUMERALS}\\d]+[编章节条部]"
+    f"\\s*(第[{HEADING_NUMERALS}\\d]+[编章节条部]"
     f"|[{ITEM_NUMERALS}]+、|[(（][{ITEM_NUMERALS}\\d]+[)）]|目\\s*录|附\\s*[件则录])")
 _PAGE_NUMBER = re.compile(r"\s*(?:[-—–]\s*\d{1,4}\s*[-—–]|\d{1,4}|第\s*\d{1,4}\s*页(?:\s*[,，]?\s*共\s*\d{1,4}\s*页)?"
                           r"|\d{1,4}\s*/\s*\d{1,4})\s*")
@@ -302,12 +302,12 @@ def _continues(line: str, following: str, full_width: float) -> bool:
     core = line.rstrip(_CLOSERS)
     if not core or core[-1] in PARAGRAPH_ENDS:
         return False
-    if not (is_ideograph(line[-1]) or line[-1] in _MID_PUNCT or line[-1] in _CLOSERS):
+    if not (is_bmp_ideograph(line[-1]) or line[-1] in _MID_PUNCT or line[-1] in _CLOSERS):
         return False
     if following[0] in _CONTINUATION_START:  # no line starts with a comma: always the rest of a sentence
         return True
     # a wrapped line fills the column; a shorter one is a heading or the end of a paragraph
-    return _width(line) >= 0.75 * full_width and (is_ideograph(following[0]) or following[0] in _OPENERS)
+    return _width(line) >= 0.75 * full_width and (is_bmp_ideograph(following[0]) or following[0] in _OPENERS)
 
 
 def join_broken_lines(text: str) -> str:
@@ -339,7 +339,7 @@ def _looks_garbled(text: str) -> bool:
     chars = [c for c in _sample(text) if not c.isspace()]
     if not chars:
         return False
-    readable = sum(1 for c in chars if is_ideograph(c) or (c.isascii() and c.isalpha()))
+    readable = sum(1 for c in chars if is_bmp_ideograph(c) or (c.isascii() and c.isalpha()))
     return _noise_share(chars) > 0.08 or readable / len(chars) < 0.15
 
 
@@ -355,7 +355,7 @@ def _title_like(line: str) -> bool:
     """A line that can serve as a title: short, has words, and does not end like a sentence or a salutation."""
     line = line.strip()
     return (2 <= len(line) <= TITLE_MAX and line[-1] not in PARAGRAPH_ENDS + ",、"
-            and any(is_ideograph(c) or c.isalpha() for c in line))
+            and any(is_bmp_ideograph(c) or c.isalpha() for c in line))
 
 
 def _title_from_line(text: str, stem: str) -> str:
@@ -573,7 +573,7 @@ def _pdf_title(reader, text: str, stem: str) -> str:
     lines = [line.strip() for line in text.split("\n") if line.strip()][:5]
     if lines and _title_like(lines[0]):
         return lines[0]
-    if any(is_ideograph(c) for c in stem):
+    if any(is_bmp_ideograph(c) for c in stem):
         return stem
     return next((line for line in lines if _title_like(line)), stem)
 

@@ -64,7 +64,8 @@ class Filters:
         return True
 
     def restricts(self) -> bool:
-        return bool(self.prefix or self.place or self.since or self.until or self.doc_types)
+        # A prefix of only slashes or spaces names the whole index: no filter, so HNSW still serves it.
+        return bool(self.prefix.strip().strip("/") or self.place or self.since or self.until or self.doc_types)
 
 
 _DATE_BOUND = re.compile(r"(?:19|20)\d\d(?:-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?)?")

@@ -114,7 +114,7 @@ class Manifest:
     bm25: Mapping[str, float]
     vector_index: VectorIndexRecord
     counts: Counts
-    metadata_version: int | None = None  # None: not recorded (read as the current extractor's)
+    metadata_version: int | None  # None: not recorded (read as the current extractor's)
     sources: tuple[str, ...] = ()
     kb_version: str = __version__
     created: str | None = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -207,7 +207,8 @@ class Manifest:
 def _check(value: object, kind: type | tuple[type, ...], name: str) -> Any:
     """`value` when it is of `kind` (a bool is no number), else TypeError naming the field."""
     if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
-        raise TypeError(f"{name} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+        names = " or ".join(k.__name__ for k in (kind if isinstance(kind, tuple) else (kind,)))
+        raise TypeError(f"{name} must be {names}, got {value!r}")
     return value
 
 
@@ -437,12 +438,26 @@ class _Hold:
 
     key: Path
     handle: IO[str]
-    owner: tuple[int, int]  # (pid, thread id): a forked child inherits the table, not the hold
+    owner: tuple[int, int]  # (pid, thread id) of the thread that took it
     depth: int = 1
 
 
 _holds: dict[Path, _Hold] = {}
 _holds_guard = threading.Lock()
+
+
+def _forget_holds_in_child() -> None:
+    """After a fork: the child is no writer. Its copies of the lock files are closed (the parent's
+    own keep the lock: it is on the shared open file description), so that the parent's release is
+    the end of the hold, and the child may take the lock itself."""
+    global _holds_guard
+    for hold in _holds.values():
+        hold.handle.close()
+    _holds.clear()
+    _holds_guard = threading.Lock()  # another thread of the parent may have held it at the fork
+
+
+os.register_at_fork(after_in_child=_forget_holds_in_child)
 
 
 def _owner() -> tuple[int, int]:

@@ -17,13 +17,18 @@ BASIC_IDEOGRAPHS = "\u4e00-\u9fff"
 # Every ideograph, as a regex class body: URO, extension A, the compatibility block (the few NFKC
 # keeps), extensions B-G, and 〇, which writes zero in dates (二〇二一).
 IDEOGRAPHS = "\u3007\u3400-\u4dbf" + BASIC_IDEOGRAPHS + "\uf900-\ufaff\U00020000-\U0003134f"
-_IDEOGRAPH = re.compile(f"[{IDEOGRAPHS}]")
+# The ideographs of the Basic Multilingual Plane but 〇: what ingest's rules for PDF lines (where a
+# broken line joins the next, whether text is garbled, whether a line or a file name reads as a title)
+# count as Chinese. They were tuned on this class; 〇 at a line end or a line of 〇〇 is a date or a
+# placeholder more often than prose.
+BMP_IDEOGRAPHS = "\u3400-\u4dbf" + BASIC_IDEOGRAPHS + "\uf900-\ufaff"
+_BMP_IDEOGRAPH = re.compile(f"[{BMP_IDEOGRAPHS}]")
 _BASIC_IDEOGRAPH = re.compile(f"[{BASIC_IDEOGRAPHS}]")
 
 
-def is_ideograph(char: str) -> bool:
-    """True when `char` (one character) is an ideograph of IDEOGRAPHS."""
-    return _IDEOGRAPH.fullmatch(char) is not None
+def is_bmp_ideograph(char: str) -> bool:
+    """True when `char` (one character) is an ideograph of BMP_IDEOGRAPHS."""
+    return _BMP_IDEOGRAPH.fullmatch(char) is not None
 
 
 def basic_ideographs(text: str) -> str:
@@ -76,6 +81,9 @@ PARAGRAPH_ENDS = SENTENCE_ENDS + "：:"
 
 # The numerals of 第X条, 第X章 and the like, as chinese_number reads them.
 NUMERALS = "零〇一二三四五六七八九十百千万两"
+# The numerals of a heading that starts a PDF line (第X章): NUMERALS but 万, which no chapter or
+# article number reaches; a line starting 第一万 is prose.
+HEADING_NUMERALS = NUMERALS.replace("万", "")
 # The numerals of item marks (一、, (三)): lists do not reach a hundred.
 ITEM_NUMERALS = "一二三四五六七八九十"
 _DIGITS = {c: i for i, c in enumerate("零一二三四五六七八九")} | {"〇": 0, "两": 2}

@@ -139,3 +139,26 @@ def test_a_killed_writers_leftover_is_removed_by_the_next_save(tmp_path, docs):
     assert IN_PROGRESS in builds(index)
     build = kb.save()
     assert IN_PROGRESS not in builds(index) and current_build(index) == build
+
+
+def test_a_forked_child_does_not_keep_the_lock_nor_think_it_holds_it(tmp_path):
+    index = tmp_path / "index"
+    read, write = os.pipe()
+    with write_lock(index):
+        child = os.fork()
+        if child == 0:  # the child outlives the parent's hold, as a worker process may
+            try:
+                os.close(write)
+                os.read(read, 1)  # until the parent has released the lock
+                with write_lock(index, reenter=True):  # a hold of its own, not the parent's
+                    pass
+                os._exit(0)
+            except BaseException:
+                os._exit(1)
+        os.close(read)
+    # Released by the parent while the child runs: another process can now write.
+    with other_writer(index):
+        pass
+    os.write(write, b"x")
+    os.close(write)
+    assert os.waitpid(child, 0)[1] == 0

@@ -13,13 +13,14 @@ from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
 from kb.tokenize import normalize, tokenize
 from kb.zh import (
+    BMP_IDEOGRAPHS,
     IDEOGRAPHS,
     PARAGRAPH_ENDS,
     SENTENCE_ENDS,
     basic_ideographs,
     chinese_number,
     doc_number,
-    is_ideograph,
+    is_bmp_ideograph,
     normalize_chars,
     normalize_text,
     without_title_date,
@@ -62,13 +63,14 @@ def test_nfkc_maps_no_character_into_a_lookalike():
     assert made == []
 
 
-def test_is_ideograph_agrees_with_the_class_and_basic_ideographs_with_its_block():
-    for char in "〇一鿿㐀豈𠀀":
-        assert is_ideograph(char)
-    for char in "A1。、《 ⻅":
-        assert not is_ideograph(char)
+def test_ideograph_classes_and_basic_ideographs_with_its_block():
+    for char in "一鿿㐀豈":
+        assert is_bmp_ideograph(char)
+    for char in "〇𠀀A1。、《 ⻅":  # 〇 and the supplementary planes are ideographs for tokens, not for PDF lines
+        assert not is_bmp_ideograph(char)
     sample = "".join(map(chr, range(0x3000, 0xFB00))) + "\U00020000\U0003134f\U00031350"
-    assert [c for c in sample if is_ideograph(c)] == re.findall(f"[{IDEOGRAPHS}]", sample)
+    assert [c for c in sample if is_bmp_ideograph(c)] == re.findall(f"[{BMP_IDEOGRAPHS}]", sample)
+    assert re.findall(f"[{IDEOGRAPHS}]", sample) == [c for c in sample if is_bmp_ideograph(c) or c in "〇\U00020000\U0003134f"]
     assert basic_ideographs("〇一A鿿㐀") == "一鿿"
 
 

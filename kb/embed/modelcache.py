@@ -17,11 +17,9 @@ def default_cache_dir() -> Path:
     return Path(configured).expanduser() if configured else Path.home() / ".cache" / "kb"
 
 
-
 def _source_key(source: Path) -> dict:
     stat = source.stat()
     return {"path": str(source), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-
 
 
 def ensure_built(name: str, format_version: int, source: Path, build, cache_dir: str | os.PathLike | None = None,
