@@ -51,8 +51,8 @@ class VectorIndex:
             faiss.omp_set_num_threads(os.cpu_count() or 1)  # building the graph parallelises well
             self._index.add(self.vectors)
         else:
-            # Exact search is a matrix-vector product; numpy does it as fast as faiss's flat index
-            # for one query (7.8 vs 7.5 ms at 100k vectors) without a second copy of the vectors.
+            # Exact search is a matrix-vector product; numpy does it about as fast as faiss's flat
+            # index for one query without a second copy of the vectors (docs/performance.md).
             self._index = None
         if self._index is not None:
             self._index.hnsw.efSearch = settings.ef_search
@@ -77,15 +77,14 @@ class VectorIndex:
             # graph search over everything would.
             allowed = np.flatnonzero(mask) if mask is not None else np.arange(len(self.vectors))
             # einsum, not @: BLAS (OpenBLAS) spreads one product over its own threads, which under
-            # concurrent searches wait on each other (100 searches from 4 threads over 100k vectors:
-            # p95 244 ms with @, 41 ms with einsum at the same single-query speed).
+            # concurrent searches wait on each other (docs/performance.md, "Concurrent queries").
             scores = np.einsum("ij,j->i", self.vectors[allowed] if mask is not None else self.vectors, query[0],
                                optimize=False)
             best = np.argpartition(-scores, k)[:k] if len(scores) > k else np.arange(len(scores))
             order = best[np.argsort(-scores[best], kind="stable")]
             return allowed[order], scores[order]
-        # One query is memory-bound: a second OpenMP thread only adds wake-up cost (measured 7.5 ms
-        # with 1 thread, 16 ms with 2, over 100k vectors). The setting is per calling thread and
+        # One query is memory-bound: a second OpenMP thread only adds wake-up cost (about twice the
+        # time, docs/performance.md). The setting is per calling thread and
         # faiss has its own OpenMP runtime, so the embedding model's threads are not affected.
         self._faiss.omp_set_num_threads(1)
         if self._index is None:
