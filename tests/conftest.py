@@ -5,6 +5,7 @@ ten short documents invented for the tests (local rules on wages of 杭州, 宁�
 and 第X条, a national law excerpt, a notice with a 文号 and date, a tax Q&A, an HTML report and an opinion
 on unpaid wages), so that they run without ../shared. Tests of behaviour on real data use `shared`."""
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,16 @@ def textless_pdf(path: Path) -> Path:
 def shared_path() -> Path:
     """The real-data folder: $KB_SHARED, else ../shared beside the project root."""
     return Path(os.environ.get("KB_SHARED", ROOT.parent / "shared")).resolve()
+
+
+# The compare-by-place question and the real regulations it is asked of (test_browser, test_end_to_end).
+COLLECTIVE_BARGAINING_QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+_COLLECTIVE_BARGAINING = re.compile("集体合同|集体协商|工会")
+
+
+def collective_bargaining_files(shared: Path) -> list[Path]:
+    """The 15 regulations on collective contracts, wage bargaining and trade unions of ../shared/corpus/laws/DLC."""
+    return sorted(p for p in (shared / "corpus" / "laws" / "DLC").rglob("*.md") if _COLLECTIVE_BARGAINING.search(p.name))
 
 
 @pytest.fixture(scope="session")

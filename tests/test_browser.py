@@ -23,20 +23,14 @@ from docx.enum.text import WD_BREAK
 
 from kb.embed.fake import FakeEmbedder
 from kb.knowledgebase import KnowledgeBase
-from tests.conftest import DEMO_REPORT, ROOT
+from tests.conftest import COLLECTIVE_BARGAINING_QUESTION, DEMO_REPORT, ROOT, collective_bargaining_files
 
 CHROMIUM = os.environ.get("KB_CHROMIUM", "/usr/bin/chromium")
-QUESTION = "企业工资集体协商中职工方协商代表受到哪些保护"
+QUESTION = COLLECTIVE_BARGAINING_QUESTION
 # Without the background-networking flags Chromium keeps calling Google's hosts, which this
 # machine's closed network refuses.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-TOPICS = re.compile("集体合同|集体协商|工会")
-
-
-def collective_bargaining_files(shared: Path) -> list[Path]:
-    """The 15 regulations on collective contracts, wage bargaining and trade unions of ../shared/corpus/laws/DLC."""
-    return sorted(p for p in (shared / "corpus" / "laws" / "DLC").rglob("*.md") if TOPICS.search(p.name))
 
 
 def _requirements() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from kb.knowledgebase import KnowledgeBase
-from tests.conftest import DEMO_REPORT, ROOT
+from tests.conftest import COLLECTIVE_BARGAINING_QUESTION, DEMO_REPORT, ROOT, collective_bargaining_files
 
 pytestmark = pytest.mark.model
 SAMPLE = 50
@@ -148,7 +148,6 @@ def test_local_regulations_compared_by_place_with_the_real_model(tmp_path, share
     """The app's done-when scenario through the CLI: ingest the collective-bargaining regulations of
     ../shared/corpus/laws/DLC, ask the question, and group the hybrid hits by place."""
     from kb.answer import group_by_place
-    from tests.test_compare_export import QUESTION, collective_bargaining_files
 
     folder = tmp_path / "DLC"
     folder.mkdir()
@@ -156,9 +155,9 @@ def test_local_regulations_compared_by_place_with_the_real_model(tmp_path, share
         shutil.copy(path, folder)
     index = tmp_path / "index"
     kb("ingest", folder, "--index", index, "--quiet")
-    rows = json.loads(kb("search", QUESTION, "--index", index, "--json", "-k", "10").stdout)
+    rows = json.loads(kb("search", COLLECTIVE_BARGAINING_QUESTION, "--index", index, "--json", "-k", "10").stdout)
     assert all(row["doc_type"] == "地方性法规" and row["place"] for row in rows)
-    hits = KnowledgeBase.load(index).search(QUESTION, k=200)
+    hits = KnowledgeBase.load(index).search(COLLECTIVE_BARGAINING_QUESTION, k=200)
     places = ["/".join(group.place) for group in group_by_place(hits)]
     for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
         assert place in places, places
