@@ -6,6 +6,11 @@ and 第X条, a national law excerpt, a notice with a 文号 and date, a tax Q&A,
 on unpaid wages), so that they run without ../shared. Tests of behaviour on real data use `shared`."""
 import os
 import re
+import signal
+import sqlite3
+import subprocess
+import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,6 +49,34 @@ _COLLECTIVE_BARGAINING = re.compile("集体合同|集体协商|工会")
 def collective_bargaining_files(shared: Path) -> list[Path]:
     """The 15 regulations on collective contracts, wage bargaining and trade unions of ../shared/corpus/laws/DLC."""
     return sorted(p for p in (shared / "corpus" / "laws" / "DLC").rglob("*.md") if _COLLECTIVE_BARGAINING.search(p.name))
+
+
+def kill_once_the_cache_has_new_rows(process: subprocess.Popen, cache: Path, timeout: float = 120) -> None:
+    """SIGKILL a running `kb ingest` as soon as its embedding cache holds more committed rows than when
+    this was called: a moment after it has paid for some vectors, whatever the machine's load. A run
+    that ends first is left ended."""
+    start = committed_cache_rows(cache) or 0
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        rows = committed_cache_rows(cache)
+        if rows is not None and rows > start:
+            break
+        time.sleep(0.02)
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def committed_cache_rows(cache: Path) -> int | None:
+    """The vectors an embedding cache holds as a reader sees them (committed ones only); None while it
+    is not there or cannot be read (a write in progress, no table yet)."""
+    if not cache.exists():
+        return None
+    try:
+        with closing(sqlite3.connect(cache.as_uri() + "?mode=ro", uri=True, timeout=0.05)) as db:
+            return db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+    except sqlite3.Error:
+        return None
 
 
 @pytest.fixture(scope="session")

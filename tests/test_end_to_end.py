@@ -5,19 +5,23 @@ questions about those documents find them, that re-ingesting embeds nothing, and
 the middle of an ingest leaves the previous index loadable with the same answers.
 """
 import json
-import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from kb.knowledgebase import KnowledgeBase
-from tests.conftest import COLLECTIVE_BARGAINING_QUESTION, DEMO_REPORT, ROOT, collective_bargaining_files
+from tests.conftest import (
+    COLLECTIVE_BARGAINING_QUESTION,
+    DEMO_REPORT,
+    ROOT,
+    collective_bargaining_files,
+    kill_once_the_cache_has_new_rows,
+)
 
 pytestmark = pytest.mark.model
 SAMPLE = 50
@@ -117,19 +121,9 @@ def test_sigkill_during_ingest_leaves_previous_index(built, shared, tmp_path):
         shutil.copy(path, extra)
     process = subprocess.Popen([*KB, "ingest", str(extra), "--index", str(copy)], cwd=ROOT,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        # Wait until the model is embedding (the cache has taken new rows), then kill mid-run.
-        cache = copy / "embeddings.sqlite"  # a rollback-journal database: committed rows grow the file
-        deadline = time.monotonic() + 120
-        start_size = cache.stat().st_size if cache.exists() else 0
-        while time.monotonic() < deadline and process.poll() is None:
-            if cache.exists() and cache.stat().st_size > start_size:
-                break
-            time.sleep(0.2)
-        assert process.poll() is None, "ingest ended before it could be killed"
-        os.kill(process.pid, signal.SIGKILL)
-    finally:
-        process.wait()
+    # Killed mid-run, once the model has committed some vectors to the cache (not at a time: a loaded
+    # machine may not have reached the model yet).
+    kill_once_the_cache_has_new_rows(process, copy / "embeddings.sqlite")
     assert process.returncode == -signal.SIGKILL
 
     after = KnowledgeBase.load(copy)
