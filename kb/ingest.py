@@ -12,6 +12,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path, PurePath
+from typing import Callable
 
 from kb.errors import KbError, UnreadableFile
 from kb.markup import UNPRINTABLE
@@ -336,11 +337,16 @@ def _drop_page_numbers(text: str) -> str:
 def _looks_garbled(text: str) -> bool:
     """True when a PDF's text layer is mostly noise: a broken ToUnicode map yields controls, U+FFFD or
     Latin-1 mojibake, and too few letters (a layer of only digits and symbols is a broken one too)."""
+    return _garbled(text, lambda c: is_bmp_ideograph(c) or (c.isascii() and c.isalpha()))
+
+
+def _garbled(text: str, readable: Callable[[str], bool]) -> bool:
+    """True when the sampled non-space characters of `text` are noise or seldom `readable`; False when
+    the sample holds none (a long text whose sampled windows are blank)."""
     chars = [c for c in _sample(text) if not c.isspace()]
     if not chars:
         return False
-    readable = sum(1 for c in chars if is_bmp_ideograph(c) or (c.isascii() and c.isalpha()))
-    return _noise_share(chars) > 0.08 or readable / len(chars) < 0.15
+    return _noise_share(chars) > 0.08 or sum(1 for c in chars if readable(c)) / len(chars) < 0.15
 
 
 def _noise_share(chars: list[str]) -> float:
@@ -473,8 +479,7 @@ def _check_text(path: str, text: str) -> None:
     and not binary data decoded as text."""
     if not _ALPHANUMERIC.search(text):
         raise UnreadableFile(path, "no text: only spaces, punctuation or control characters")
-    chars = [c for c in _sample(text) if not c.isspace()]
-    if _noise_share(chars) > 0.08 or sum(1 for c in chars if c.isalnum()) / len(chars) < 0.15:
+    if _garbled(text, str.isalnum):
         raise UnreadableFile(path, NOT_TEXT)
 
 

@@ -137,6 +137,12 @@ def test_bad_text_files(tmp_path, data, reason):
     assert reason_of(write(tmp_path / "bad.txt", data)) == reason
 
 
+def test_a_long_text_whose_sampled_windows_are_blank_is_read(tmp_path):
+    # Over the sample size, the text checks look at spread windows; here every one is blank lines.
+    doc = read(write(tmp_path / "sparse.txt", "\n" * 300_000 + CHINESE))
+    assert "第一条" in doc.text
+
+
 def test_normalize_text():
     assert normalize_text("⽤⼈单位") == "用人单位"  # Kangxi radicals
     assert normalize_text("ＡＢＣ１２３") == "ABC123"
