@@ -22,13 +22,13 @@ IDEOGRAPHS = "\u3007\u3400-\u4dbf" + BASIC_IDEOGRAPHS + "\uf900-\ufaff\U00020000
 # count as Chinese. They were tuned on this class; 〇 at a line end or a line of 〇〇 is a date or a
 # placeholder more often than prose.
 BMP_IDEOGRAPHS = "\u3400-\u4dbf" + BASIC_IDEOGRAPHS + "\uf900-\ufaff"
-_BMP_IDEOGRAPH = re.compile(f"[{BMP_IDEOGRAPHS}]")
 _BASIC_IDEOGRAPH = re.compile(f"[{BASIC_IDEOGRAPHS}]")
 
 
 def is_bmp_ideograph(char: str) -> bool:
-    """True when `char` (one character) is an ideograph of BMP_IDEOGRAPHS."""
-    return _BMP_IDEOGRAPH.fullmatch(char) is not None
+    """True when `char` (one character) is an ideograph of BMP_IDEOGRAPHS. Comparisons, not the regex:
+    ingest asks this of every character of a PDF's text sample."""
+    return "\u4e00" <= char <= "\u9fff" or "\u3400" <= char <= "\u4dbf" or "\uf900" <= char <= "\ufaff"
 
 
 def basic_ideographs(text: str) -> str:
@@ -43,6 +43,9 @@ def basic_ideographs(text: str) -> str:
 _RADICAL_LOOKALIKES = str.maketrans(
     "⺟⺠⻄⻅⻆⻉⻋⻓⻔⻘⻙⻚⻛⻜⻝⻢⻣⻤⻥⻦⻧⻨⻩⻪⻬⻮⻰⻳",
     "母民西见角贝车长门青韦页风飞食马骨鬼鱼鸟卤麦黄黾齐齿龙龟")
+# Finds a look-alike, so that text without any (all document text once normalised) skips the
+# translation, which costs more than NFKC itself on CJK text.
+_LOOKALIKE = re.compile("[" + "".join(map(chr, _RADICAL_LOOKALIKES)) + "]")
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # C0 controls but tab and line feed, and DEL
 _TRAILING_SPACE = re.compile(r"[ \t]+$", re.MULTILINE)
 
@@ -55,7 +58,8 @@ def normalize_chars(text: str) -> str:
     space. It also turns full-width punctuation ，：（）；？！ into ASCII , : ( ) ; ? ! and … into "...",
     while 。、“”《》 stay: hence the ASCII forms in SENTENCE_ENDS.
     """
-    return unicodedata.normalize("NFKC", text).translate(_RADICAL_LOOKALIKES)
+    text = unicodedata.normalize("NFKC", text)
+    return text.translate(_RADICAL_LOOKALIKES) if _LOOKALIKE.search(text) else text
 
 
 def normalize_text(text: str) -> str:
