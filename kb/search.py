@@ -5,6 +5,7 @@ import re
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -46,10 +47,16 @@ class Filters:
             if value and not _DATE_BOUND.fullmatch(value):
                 raise BadQuery(f"--{name} {value!r} is not a date: use 2020, 2020-02 or 2020-02-21")
 
+    @cached_property
+    def folder(self) -> str:
+        """The prefix as a document id starts: policies/ and ./policies are policies; a prefix of only
+        slashes or spaces names no folder ("")."""
+        return self.prefix.strip().strip("/").removeprefix("./")
+
     def admits(self, document: Document) -> bool:
         """Whether the filters let this document through."""
-        # A prefix of only slashes or spaces names no folder: it admits everything.
-        if self.prefix.strip().strip("/") and not _under(document.id, self.prefix):
+        folder = self.folder
+        if folder and not (document.id == folder or document.id.startswith(folder + "/")):
             return False
         meta = document.meta
         if self.place and not place_matches(meta.place, self.place):
@@ -64,8 +71,8 @@ class Filters:
         return True
 
     def restricts(self) -> bool:
-        # A prefix of only slashes or spaces names the whole index: no filter, so HNSW still serves it.
-        return bool(self.prefix.strip().strip("/") or self.place or self.since or self.until or self.doc_types)
+        # A prefix that names no folder is the whole index: no filter, so HNSW still serves it.
+        return bool(self.folder or self.place or self.since or self.until or self.doc_types)
 
 
 _DATE_BOUND = re.compile(r"(?:19|20)\d\d(?:-(?:0[1-9]|1[0-2])(?:-(?:0[1-9]|[12]\d|3[01]))?)?")
@@ -219,11 +226,6 @@ def _law_title(title: str) -> str:
     """A title as a query names the law: 中华人民共和国劳动合同法(2012-12-28) -> 劳动合同法."""
     title = without_title_date(normalize(title)).strip().strip("《》")
     return title.removeprefix("中华人民共和国")
-
-
-def _under(doc_id: str, prefix: str) -> bool:
-    prefix = prefix.strip().strip("/").removeprefix("./")
-    return doc_id == prefix or doc_id.startswith(prefix + "/")
 
 
 def _clean_query(query: str) -> str:
