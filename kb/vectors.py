@@ -72,7 +72,7 @@ class VectorIndex:
         if not len(self.vectors) or k <= 0:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
         query = np.ascontiguousarray(query.reshape(1, -1), dtype=np.float32)
-        if mask is not None or exact or self.kind == "exact":
+        if mask is not None or exact or self._index is None:
             # Filtered searches are exact too, so a narrow filter never comes back short as a
             # graph search over everything would.
             allowed = np.flatnonzero(mask) if mask is not None else np.arange(len(self.vectors))
@@ -87,8 +87,6 @@ class VectorIndex:
         # time, docs/performance.md). The setting is per calling thread and
         # faiss has its own OpenMP runtime, so the embedding model's threads are not affected.
         self._faiss.omp_set_num_threads(1)
-        if self._index is None:
-            raise RuntimeError("an HNSW search without its graph")
         scores, ids = self._index.search(query, min(k, len(self.vectors)))
         keep = ids[0] >= 0
         return ids[0][keep].astype(np.int64), scores[0][keep]
