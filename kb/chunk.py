@@ -36,8 +36,8 @@ class ChunkSettings:
     size: int = 400
     min_size: int = 80
     # Statutes are read article by article, and neighbouring articles give a short one the context
-    # its words are in: packed up to 600 characters, laws Success@10 0.740 -> 0.75x with prose
-    # passages (and so policies) unchanged (docs/eval.md, "Passage size").
+    # its words are in: packing them up to this size helps the laws questions, with prose passages
+    # (and so policies) unchanged (docs/eval.md, "Passage size and shape").
     article_size: int = 600
 
     def __post_init__(self) -> None:

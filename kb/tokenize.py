@@ -15,9 +15,8 @@ from kb.zh import DOC_NUMBER_TAIL, IDEOGRAPHS, basic_ideographs, doc_number, nor
 # only a title taken from a file name that holds a look-alike is tokenised differently.)
 TOKENIZERS: dict[str, int] = {"cjk-bigram": 2, "cjk-bigram-noquestion": 2, "jieba": 2, "cjk-bigram+jieba": 2}
 
-# The best of bench/tokenizers.py on both eval sets: question-word removal gained nDCG@10 +0.006
-# (policies) and +0.009 (laws) over plain cjk-bigram, paired over queries 3.5 and 4.8 standard
-# errors; jieba and the union were no better than plain cjk-bigram, and 10x slower.
+# The best of bench/tokenizers.py on both eval sets: removing question words beats plain cjk-bigram;
+# jieba and the union were no better and much slower (docs/eval.md, "Tokenizer choice").
 DEFAULT_TOKENIZER: str = "cjk-bigram-noquestion"
 
 _CJK_RUN = re.compile(f"[{IDEOGRAPHS}]+")
