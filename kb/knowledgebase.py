@@ -197,10 +197,11 @@ class KnowledgeBase:
                     documents[source.doc_id] = result
         seen = {source.doc_id for source in sources}
         # Kept: indexed documents whose file or folder is there but could not be read or parsed now.
-        kept = _covered(sorted(self._documents), skipped)
+        covered = _covered(sorted(self._documents), skipped)
+        kept: set[str] = set().union(*covered.values())
         removed = [doc_id for doc_id, doc in documents.items() if doc_id not in seen and doc_id not in kept
                    and any(is_under(doc.path, root) for root in roots)]
-        skipped = [_with_kept_note(skip, kept) for skip in skipped]
+        skipped = [_with_kept_note(skip, covered.get(skip.doc_id, set())) for skip in skipped]
         for doc_id in removed:
             del documents[doc_id]
         sources_now = sorted(set(self.sources) | set(roots))
@@ -369,12 +370,14 @@ class KnowledgeBase:
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
 
 
-def _covered(ids: list[str], skipped: list[Skipped]) -> set[str]:
-    """The ids (of `ids`, sorted) that a skip covers: its file's, or those under its folder (by bisection)."""
-    found: set[str] = set()
+def _covered(ids: list[str], skipped: list[Skipped]) -> dict[str, set[str]]:
+    """For each skip's id, the ids (of `ids`, sorted) it covers: its file's, or those under its folder
+    (by bisection)."""
+    covered: dict[str, set[str]] = {}
     for skip in skipped:
-        if not skip.doc_id:
+        if not skip.doc_id or skip.doc_id in covered:
             continue
+        found = covered[skip.doc_id] = set()
         at = bisect.bisect_left(ids, skip.doc_id)
         if at < len(ids) and ids[at] == skip.doc_id:
             found.add(skip.doc_id)
@@ -382,16 +385,16 @@ def _covered(ids: list[str], skipped: list[Skipped]) -> set[str]:
             if not skip.covers(doc_id):
                 break
             found.add(doc_id)
-    return found
+    return covered
 
 
-def _with_kept_note(skip: Skipped, kept: set[str]) -> Skipped:
-    """The skip, saying what stays indexed from it: the file's earlier version, or a folder's documents."""
-    if skip.doc_id in kept:
+def _with_kept_note(skip: Skipped, covered: set[str]) -> Skipped:
+    """The skip, saying what stays indexed from it (`covered`, the indexed ids it covers): the file's
+    earlier version, or a folder's documents."""
+    if skip.doc_id in covered:
         note = " (the version indexed before is kept)"
     else:
-        count = sum(1 for doc_id in kept if skip.covers(doc_id))
-        note = f" ({count} documents indexed from it before are kept)" if count else ""
+        note = f" ({len(covered)} documents indexed from it before are kept)" if covered else ""
     return Skipped(skip.path, skip.reason + note, skip.doc_id)
 
 
