@@ -17,7 +17,7 @@ import numpy as np
 from kb import __version__, store
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.embed import DEFAULT_MODEL, Embedder, make_embedder
-from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError, ModelUnavailable, UnreadableFile
+from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexWriteError, ModelUnavailable, UnreadableFile
 from kb.ingest import SourceFile, discover, file_digest, is_under, read_document, shown
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.metadata import METADATA_VERSION, with_metadata
@@ -494,9 +494,7 @@ def check_index(index_dir: str | Path) -> dict:
     """
     index_dir = Path(index_dir)
     data = store.load(index_dir, verify=True)
-    build = data.build  # not CURRENT again: a swap meanwhile would name another build
-    if build is None:  # store.load names the build it read
-        raise IndexNotFound(f"no index at {index_dir}: run `kb ingest PATH... --index {index_dir}` first")
+    build = store.existing_build(index_dir, data.build)  # the build read, not CURRENT again (a swap meanwhile)
     manifest = data.manifest
     try:
         BM25Index.from_arrays(data.bm25_arrays, data.vocabulary, **manifest.bm25, check_postings=True)

@@ -297,7 +297,7 @@ def newest_complete_build(index_dir: Path) -> Path | None:
 
 def read_manifest(index_dir: Path, build: Path | None = None) -> Manifest:
     """The live build's manifest (or that of `build`), checked for format, version, checksum and fields."""
-    build = _existing_build(index_dir, build)
+    build = existing_build(index_dir, build)
     path = build / "manifest.json"
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
@@ -308,7 +308,7 @@ def read_manifest(index_dir: Path, build: Path | None = None) -> Manifest:
     return Manifest.from_json(obj, path, index_dir)
 
 
-def _existing_build(index_dir: Path, build: Path | None) -> Path:
+def existing_build(index_dir: Path, build: Path | None) -> Path:
     """`build`, else the live build; IndexNotFound when the index has never been written."""
     build = build or current_build(index_dir)
     if build is None:
@@ -341,7 +341,7 @@ def load(index_dir: Path, verify: bool = True) -> IndexData:
 
 
 def _load_build(index_dir: Path, build: Path | None, verify: bool) -> IndexData:
-    build = _existing_build(index_dir, build)
+    build = existing_build(index_dir, build)
     manifest = read_manifest(index_dir, build)
     files = manifest.files
     for name, entry in files.items():
