@@ -151,6 +151,9 @@ def _parser() -> argparse.ArgumentParser:
     modes = evaluate.add_mutually_exclusive_group()
     modes.add_argument("--mode", choices=("hybrid", "bm25", "vector"), default=None)
     modes.add_argument("--all-modes", action="store_true", help="bm25, vector and hybrid side by side")
+    evaluate.add_argument("--split", choices=("train", "validation"), default=None,
+                          help="only the queries of this part of the fixed 80/20 split by query id (kb tune trains"
+                          " on train; measure on validation)")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N queries")
     evaluate.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
     evaluate.add_argument("--write", metavar="FILE.md", default=None,
@@ -245,7 +248,7 @@ def _eval(args) -> int:
     from kb.eval import evaluate, load_eval_set, markdown_table, report, write_report
     from kb.knowledgebase import KnowledgeBase
 
-    data = load_eval_set(args.queries, args.qrels, args.evidence).head(args.limit or None)
+    data = load_eval_set(args.queries, args.qrels, args.evidence).split(args.split).head(args.limit or None)
     kb = KnowledgeBase.load(args.index, args.model)
     documents = {doc.id: doc.text for doc in kb.documents}
     modes = ("bm25", "vector", "hybrid") if args.all_modes else (args.mode or "hybrid",)

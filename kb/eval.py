@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 import datetime
+import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
@@ -18,6 +19,8 @@ if TYPE_CHECKING:
     from kb.store import Manifest
 
 PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents remain for Recall@100
+SPLITS = ("train", "validation")
+VALIDATION_SHARE = 5  # one query in five is validation: an 80/20 split
 METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
 
 
@@ -28,18 +31,46 @@ class EvalSet:
     queries: dict[str, str]
     qrels: dict[str, dict[str, float]]  # query id -> corpus id -> relevance
     evidence: dict[str, list[tuple[str, str]]]  # query id -> [(corpus id, evidence text)]
+    kinds: dict[str, str] = field(default_factory=dict)  # query id -> its "kind", for queries that carry one
 
     def head(self, count: int | None) -> "EvalSet":
         """The first `count` queries (all when count is None), with their qrels and evidence."""
         if count is None:
             return self
-        kept = dict(list(self.queries.items())[:count])
-        return EvalSet(kept, {qid: self.qrels[qid] for qid in kept}, self.evidence)
+        return self._only(list(self.queries)[:count])
+
+    def split(self, part: str | None) -> "EvalSet":
+        """The queries of one part of the fixed train/validation split (all when part is None)."""
+        if part is None:
+            return self
+        if part not in SPLITS:
+            raise BadEvalData(f"split {part!r}: use one of {', '.join(SPLITS)}")
+        kept = [qid for qid in self.queries if split_of(qid) == part]
+        if not kept:
+            raise BadEvalData(f"no query of these files falls in the {part} part")
+        return self._only(kept)
+
+    def _only(self, ids: list[str]) -> "EvalSet":
+        return EvalSet({qid: self.queries[qid] for qid in ids}, {qid: self.qrels[qid] for qid in ids},
+                       {qid: self.evidence[qid] for qid in ids if qid in self.evidence},
+                       {qid: self.kinds[qid] for qid in ids if qid in self.kinds})
+
+
+def split_of(query_id: str) -> str:
+    """The part of the fixed train/validation split a query belongs to, from its id alone.
+
+    A hash of the id, not its position, so that adding or reordering queries never moves one from
+    validation into training: whatever is tuned on `train` (`kb tune`) is measured on `validation`.
+    """
+    digest = hashlib.sha256(f"kb-split:{query_id}".encode()).digest()
+    return "validation" if int.from_bytes(digest[:8], "big") % VALIDATION_SHARE == 0 else "train"
 
 
 def load_eval_set(queries: str | Path, qrels: str | Path, evidence: str | Path | None = None) -> EvalSet:
     """Read the three BEIR files; only queries that have qrels are kept."""
-    query_texts = {str(row["_id"]): str(row["text"]) for row in _read_jsonl(queries, ("_id", "text"))}
+    rows = _read_jsonl(queries, ("_id", "text"))
+    query_texts = {str(row["_id"]): str(row["text"]) for row in rows}
+    kinds = {str(row["_id"]): str(row["kind"]) for row in rows if row.get("kind")}
     relevance: dict[str, dict[str, float]] = {}
     try:
         lines = Path(qrels).read_text(encoding="utf-8").splitlines()
@@ -64,7 +95,8 @@ def load_eval_set(queries: str | Path, qrels: str | Path, evidence: str | Path |
     kept = {qid: text for qid, text in query_texts.items() if qid in relevance}
     if not kept:
         raise BadEvalData(f"{queries}: no query has a relevant document in {qrels}")
-    return EvalSet(kept, {qid: relevance[qid] for qid in kept}, found)
+    return EvalSet(kept, {qid: relevance[qid] for qid in kept}, found,
+                   {qid: kind for qid, kind in kinds.items() if qid in kept})
 
 
 def load_eval_folder(folder: str | Path) -> EvalSet:

@@ -62,3 +62,24 @@ def test_bad_files_give_line_numbers(tmp_path):
     qrels.write_text("query-id\tcorpus-id\tscore\n1\ta.txt\n", encoding="utf-8")
     with pytest.raises(BadEvalData, match="qrels.tsv:2"):
         load_eval_set(queries, qrels)
+
+
+def test_the_split_is_fixed_by_query_id_disjoint_and_about_one_in_five(tmp_path):
+    ids = [f"q{n}" for n in range(500)]
+    (tmp_path / "q.jsonl").write_text("".join(json.dumps({"_id": qid, "text": "工资集体协商", "kind": "k" + qid[-1]},
+                                                         ensure_ascii=False) + "\n" for qid in ids), encoding="utf-8")
+    (tmp_path / "r.tsv").write_text("".join(f"{qid}\tdoc.md\t1\n" for qid in ids), encoding="utf-8")
+    data = load_eval_set(tmp_path / "q.jsonl", tmp_path / "r.tsv")
+    train, validation = data.split("train"), data.split("validation")
+    assert set(train.queries).isdisjoint(validation.queries)
+    assert set(train.queries) | set(validation.queries) == set(ids)
+    assert 70 <= len(validation.queries) <= 130
+    assert set(validation.qrels) == set(validation.queries) and validation.kinds.keys() == validation.queries.keys()
+    # reordered and with new queries added, no query changes part
+    (tmp_path / "q2.jsonl").write_text("".join(json.dumps({"_id": qid, "text": "欠薪"}) + "\n"
+                                               for qid in reversed(ids + ["new1", "new2"])), encoding="utf-8")
+    (tmp_path / "r2.tsv").write_text("".join(f"{qid}\tdoc.md\t1\n" for qid in ids + ["new1", "new2"]), encoding="utf-8")
+    again = load_eval_set(tmp_path / "q2.jsonl", tmp_path / "r2.tsv").split("validation")
+    assert set(validation.queries) <= set(again.queries)
+    with pytest.raises(BadEvalData, match="split 'test'"):
+        data.split("test")
