@@ -2,7 +2,7 @@
 """Set up and run kb with nothing but python3: `python3 tasks.py app` or `python3 tasks.py test`.
 
 app   create .venv, install kb with the app extra, index corpus/ (only what changed), start the Streamlit app
-test  create .venv, install kb with the test and app extras (and, as root, Debian's Chromium for the
+test  create .venv, install kb with the test, app and st extras (and, as root, Debian's Chromium for the
       browser test), then run ruff, mypy and the whole test suite, stopping at the first that fails
       (what CI runs; arguments after `test` go to pytest)
 """
@@ -65,8 +65,8 @@ def ensure_browser() -> None:
 
 
 def test(extra_args: list[str]) -> None:
-    # The app tests drive app.py, which needs streamlit and pandas.
-    ensure_environment("test,app")
+    # The app tests drive app.py, which needs streamlit and pandas; kb tune's tests train with torch (st).
+    ensure_environment("test,app,st")
     ensure_browser()
     python = str(BIN / "python")
     # Lint and types first: they take seconds, the tests minutes. Their settings are in pyproject.toml.

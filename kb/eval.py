@@ -146,6 +146,19 @@ def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: 
     return result
 
 
+def judgements(data: EvalSet, documents: dict[str, str]
+               ) -> tuple[dict[str, dict[str, float]], dict[str, list[tuple[str, int, int]]]]:
+    """Per query, its relevant indexed documents (id -> grade) and its located evidence spans
+    (doc id, start, end), as `evaluate` judges them; for training on the same labels (kb tune)."""
+    corpus_ids = {cid for rels in data.qrels.values() for cid in rels}
+    corpus_ids |= {cid for items in data.evidence.values() for cid, _ in items}
+    resolve = _resolver(corpus_ids, documents)
+    relevant = {qid: {doc_id: grade for cid, grade in data.qrels[qid].items() if (doc_id := resolve(cid))}
+                for qid in data.queries}
+    spans = {qid: _evidence_spans(data.evidence.get(qid, []), resolve, documents) for qid in data.queries}
+    return relevant, spans
+
+
 def markdown_table(results: dict[str, dict[str, float]]) -> list[str]:
     """One Markdown table row per mode, METRICS as columns (— for a metric that could not be measured)."""
     lines = ["| mode | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import re
 import threading
+import warnings
 from collections import Counter
 from dataclasses import replace
 from functools import lru_cache
@@ -251,6 +252,17 @@ def _refine(place: tuple[str, ...], folders: list[str], issuer: str) -> tuple[st
 _gazetteer_lock = threading.Lock()
 
 
+def _cpca():
+    """cpca, imported here: loading the gazetteer costs 0.2 s, paid only when metadata is extracted.
+
+    cpca reads its data through pkg_resources, whose import warns on stderr with setuptools 80; the
+    warning is cpca's business, not the user's, and would be the only line of an otherwise clean run."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+        import cpca
+    return cpca
+
+
 @lru_cache(maxsize=65536)
 def resolve_place(text: str) -> tuple[str, ...]:
     """The first place named in `text`, as (province, city, county) truncated to what it names.
@@ -260,7 +272,7 @@ def resolve_place(text: str) -> tuple[str, ...]:
     """
     if not text or not _HAS_BASIC_IDEOGRAPH.search(text):
         return ()
-    import cpca  # here: loading the gazetteer costs 0.2 s, paid only when metadata is extracted
+    cpca = _cpca()
 
     with _gazetteer_lock:  # cpca's matcher is shared module state
         row = cpca.transform([text], pos_sensitive=True).iloc[0]

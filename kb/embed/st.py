@@ -22,12 +22,15 @@ class SentenceTransformerEmbedder:
         local = os.path.isdir(model)
         try:
             # Nothing is downloaded when the model is a local folder or HF_HUB_OFFLINE=1 is set.
-            self._model = SentenceTransformer(model, device="cpu", local_files_only=local or None)
+            self._model = SentenceTransformer(model, device="cpu", local_files_only=local)
         except Exception as exc:  # the library raises OSError, ValueError, HF errors...
             raise ModelUnavailable(f"cannot load sentence-transformers model {model!r}: {exc}") from exc
         dimension = getattr(self._model, "get_embedding_dimension", None) or \
             self._model.get_sentence_embedding_dimension
-        self.dim = int(dimension())
+        size = dimension()
+        if not size:
+            raise ModelUnavailable(f"sentence-transformers model {model!r} does not say its embedding size")
+        self.dim = int(size)
         # A local folder is named by its last two path parts: "bge-small-zh-v1.5", "pkg/model".
         name = "/".join(os.path.normpath(os.path.abspath(model)).split(os.sep)[-2:]) if local else model
         self.model_id = f"st/{name}"
