@@ -188,8 +188,9 @@ def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest
         f"mode's top max(k, {settings.depth}), vector weight "
         f"{'adaptive' if settings.adaptive else settings.weights.get('vector', 1.0)}, document match "
         f"{settings.document_weight:g} (× each document's share of the query's pairs) over the first "
-        f"{settings.document_candidates} passages, hierarchy step "
-        f"{settings.hierarchy_step:g}.",
+        f"{settings.document_candidates} passages when the best BM25 passage holds ≥ "
+        f"{settings.document_min_coverage:.2f} of the query's bigrams, hierarchy step "
+        f"{settings.hierarchy_step:g}, comparison step {settings.comparison_step:g}.",
         "",
         *markdown_table(results),
     ]

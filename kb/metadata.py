@@ -17,7 +17,15 @@ from importlib import resources
 from pathlib import PurePosixPath
 
 from kb.records import Document, Metadata
-from kb.zh import BASIC_IDEOGRAPHS, DOC_NUMBER_TAIL, INFO_END, ITEM_NUMERALS, doc_number, without_title_date
+from kb.zh import (
+    BASIC_IDEOGRAPHS,
+    DOC_NUMBER_TAIL,
+    INFO_END,
+    ITEM_NUMERALS,
+    asks_across_places,
+    doc_number,
+    without_title_date,
+)
 
 NATIONAL = "全国"
 # Bump whenever extract() changes its output for any input: the index records it, and an ingest
@@ -304,6 +312,34 @@ def might_name_place(text: str) -> bool:
     """
     pairs = _name_openings()
     return any(text[i:i + 2] in pairs for i in range(len(text) - 1))
+
+
+# Where a list of places breaks: punctuation and spaces (上海、北京、河南; 山东 浙江 河南 青岛) and, inside
+# a piece, the conjunctions of 上海和北京 or 广东与河南, which also begin place names (和田, 和平区): a piece
+# is read whole as well as split at them.
+_PLACE_LIST_BREAK = re.compile(r"[\s、，,；;：:/|（）()《》“”\"'—\-·.。？?！!]+")
+_PLACE_CONJUNCTION = re.compile("[和与及]")
+
+
+@lru_cache(maxsize=4096)
+def named_places(text: str) -> tuple[tuple[str, ...], ...]:
+    """The distinct places `text` names, in order (上海、北京、河南的工会条例比较 names three); each
+    piece between list breaks names at most its first place, as resolve_place finds it."""
+    places: list[tuple[str, ...]] = []
+    for piece in _PLACE_LIST_BREAK.split(text):
+        parts = [piece, *_PLACE_CONJUNCTION.split(piece)] if _PLACE_CONJUNCTION.search(piece) else [piece]
+        for part in parts:
+            place = resolve_place(part) if len(part) >= 2 and might_name_place(part) else ()
+            if place and place not in places:
+                places.append(place)
+    return tuple(places)
+
+
+@lru_cache(maxsize=4096)
+def is_comparison(query: str) -> bool:
+    """Whether a query compares places: it asks across them (各地, 各省市, 不同地区: zh.asks_across_places)
+    or names more than one (山东 浙江 河南 青岛). Such a query wants each place's own rule."""
+    return asks_across_places(query) or (might_name_place(query) and len(named_places(query)) > 1)
 
 
 @lru_cache(maxsize=1)

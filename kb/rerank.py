@@ -1,6 +1,7 @@
 """Re-rankers of a ranked list of passages: the articles a query cites, the document that matches the query as a
-whole, and the hierarchy of legal force. Pure functions over (passage row, score) lists and a `Layout` of the index;
-kb.search composes them (see SearchSettings for when each applies, docs/eval.md for what each is worth)."""
+whole, the hierarchy of legal force, and each place's own text first when a query compares places. Pure functions
+over (passage row, score) lists and a `Layout` of the index; kb.search composes them (see SearchSettings for when
+each applies, docs/eval.md for what each is worth)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ import numpy as np
 
 from kb.chunk import article_numbers, article_range
 from kb.lexical import BM25Index
-from kb.metadata import LEGAL_RANK_BELOW_LAW, LEGAL_TYPES, might_name_place, resolve_place
+from kb.metadata import LEGAL_RANK_BELOW_LAW, LEGAL_TYPES, NATIONAL, is_comparison, might_name_place, resolve_place
 from kb.records import Chunk, Document
 from kb.tokenize import normalize
 
@@ -29,6 +30,7 @@ class Layout:
     rows_of_doc: tuple[np.ndarray, ...]  # each document's passage rows, in order
     legal_rank: np.ndarray  # int8 per document: ranks below a national 法律 (metadata.LEGAL_RANK_BELOW_LAW)
     outside_hierarchy: np.ndarray  # bool per document: not a legal text (a notice, a report)
+    national: np.ndarray  # bool per document: its place is 全国 (a national law, a central body's notice)
     articles: tuple[str, ...]  # each passage's article label (第X条, 第X条至第Y条 or "")
     docs_by_title: Mapping[str, tuple[int, ...]]  # law title as a query names it -> its documents
     average_doc_tokens: float  # BM25 tokens per document, for the document match's length norm
@@ -43,6 +45,7 @@ class Layout:
         legal_rank = np.array([LEGAL_RANK_BELOW_LAW.get(doc.meta.doc_type, 0) for doc in documents] or [0],
                               dtype=np.int8)
         outside_hierarchy = np.array([doc.meta.doc_type not in LEGAL_TYPES for doc in documents] or [False])
+        national = np.array([doc.meta.place == (NATIONAL,) for doc in documents] or [False])
         by_doc = np.argsort(doc_of_passage, kind="stable")
         rows_of_doc = np.split(by_doc, np.cumsum(np.bincount(doc_of_passage, minlength=len(documents)))[:-1])
         by_title: dict[str, list[int]] = {}
@@ -50,7 +53,7 @@ class Layout:
             title = law_title(doc.title)
             if len(title) >= 3:
                 by_title.setdefault(title, []).append(i)
-        return cls(MappingProxyType(position), doc_of_passage, tuple(rows_of_doc), legal_rank, outside_hierarchy,
+        return cls(MappingProxyType(position), doc_of_passage, tuple(rows_of_doc), legal_rank, outside_hierarchy, national,
                    tuple(chunk.article for chunk in chunks),
                    MappingProxyType({title: tuple(docs) for title, docs in by_title.items()}),
                    float(passage_lengths.sum()) / max(1, len(documents)))
@@ -115,12 +118,24 @@ def add_document_match(fused: Ranked, query_tokens: list[str], layout: Layout, b
 
 def prefer_higher_law(fused: Ranked, query: str, layout: Layout, step: float) -> Ranked:
     """`fused` re-scored by the hierarchy of legal force: a legal text loses `step` per rank it stands below a
-    national 法律; unchanged when the query names a place (see SearchSettings.hierarchy_step)."""
+    national 法律; unchanged when the query names a place or compares places (see SearchSettings.hierarchy_step)."""
     ranks = layout.legal_rank[layout.doc_of_passage[[row for row, _ in fused]]].tolist()
-    # A query about 杭州 wants 杭州's rules, not the national ones first. Checked only when the
-    # candidates include lower-ranked legal texts: place lookup costs a millisecond.
-    if not any(ranks) or might_name_place(query) and resolve_place(query):
+    # A query about 杭州 wants 杭州's rules, not the national ones first, and a comparison (各地…的规定)
+    # wants every place's. Checked only when the candidates include lower-ranked legal texts: place
+    # lookup costs a millisecond.
+    if not any(ranks) or is_comparison(query) or might_name_place(query) and resolve_place(query):
         return fused
     rescored = [(row, score - step * rank) for (row, score), rank in zip(fused, ranks)]
+    # Stable: equal scores keep fusion's tie order.
+    return sorted(rescored, key=lambda item: -item[1])
+
+
+def prefer_local_texts(fused: Ranked, query: str, layout: Layout, step: float) -> Ranked:
+    """`fused` with national texts (place 全国) `step` lower when the query compares places (metadata.is_comparison);
+    unchanged otherwise (see SearchSettings.comparison_step)."""
+    national = layout.national[layout.doc_of_passage[[row for row, _ in fused]]].tolist()
+    if not any(national) or not is_comparison(query):
+        return fused
+    rescored = [(row, score - step * is_national) for (row, score), is_national in zip(fused, national)]
     # Stable: equal scores keep fusion's tie order.
     return sorted(rescored, key=lambda item: -item[1])

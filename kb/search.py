@@ -16,7 +16,7 @@ from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
 from kb.metadata import place_matches
 from kb.records import Chunk, Document, Hit
-from kb.rerank import Layout, add_document_match, cited_articles_first, prefer_higher_law
+from kb.rerank import Layout, add_document_match, cited_articles_first, prefer_higher_law, prefer_local_texts
 from kb.tokenize import normalize, to_simplified, tokenize
 from kb.vectors import VectorIndex
 from kb.zh import CONTROL_CHARS, normalize_chars, without_title_date
@@ -110,6 +110,19 @@ class SearchSettings:
     # Document match.
     document_weight: float = 1.0
     document_candidates: int = 50
+    # The document match is lexical evidence, so it waits, like the BM25 list, for a query whose words
+    # are found as such: it applies only when the best BM25 passage holds at least this share of the
+    # query's bigrams. At 1/3 fusion.vector_trust weighs the vector list as much as BM25's; below it the
+    # query is a paraphrase (老板拖着不签合同), and a notice that shares its everyday words is no answer.
+    # 0 applies it always. docs/eval.md, Comparisons and the re-ranking rules.
+    document_min_coverage: float = 1 / 3
+    # A query that compares places (各地…的规定, 上海、北京、河南…比较: metadata.is_comparison) asks for each
+    # place's own rule; the national law or notice they all implement is the baseline, not an answer. So
+    # the hierarchy step does not apply to it, and a national text (place 全国) loses this much fused
+    # score instead: three hierarchy steps, the distance statute-first ordering puts between a 法律 and a
+    # local rule, turned the other way. 0 turns it off. What each is worth: docs/eval.md, Comparisons and
+    # the re-ranking rules.
+    comparison_step: float = 0.09
 
 
 class Searcher:
@@ -164,15 +177,17 @@ class Searcher:
         rankings = {name: ids.tolist() for name, (ids, _) in results.items()}
         if mode == "hybrid":
             weights = dict(settings.weights)
+            coverage = self._coverage(query_tokens, rankings["bm25"][0]) if rankings["bm25"] else 0.0
             if settings.adaptive:
-                coverage = self._coverage(query_tokens, rankings["bm25"][0]) if rankings["bm25"] else 0.0
                 weights["vector"] = weights.get("vector", 1.0) * vector_trust(coverage)
             fused = reciprocal_rank_fusion(rankings, weights, settings.rrf_k)
-            if settings.document_weight:
+            if settings.document_weight and coverage >= settings.document_min_coverage:
                 fused = add_document_match(fused, query_tokens, self._layout, self.bm25, settings.document_weight,
                                            settings.document_candidates, settings.rrf_k)
             if settings.hierarchy_step:
                 fused = prefer_higher_law(fused, query, self._layout, settings.hierarchy_step)
+            if settings.comparison_step:
+                fused = prefer_local_texts(fused, query, self._layout, settings.comparison_step)
             fused = fused[:k]
         else:
             ids, scores = results[mode]

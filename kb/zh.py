@@ -1,6 +1,7 @@
 """The rules of Chinese text that several modules share: which characters are ideographs, where a
-sentence ends, numerals, document numbers (文号), law-title conventions, and the one character
-normalisation that documents and queries both go through, so that they always meet.
+sentence ends, numerals, document numbers (文号), law-title conventions, the words by which a query asks
+across places, and the one character normalisation that documents and queries both go through, so
+that they always meet.
 
 It sits at the bottom of kb's imports: nothing here imports from kb.
 """
@@ -138,3 +139,36 @@ def without_title_date(title: str) -> str:
 # In the laws archive's markdown, the enactment history (通过, 修订, 公布 dates) stands above this
 # line and the law's text below it.
 INFO_END = "<!-- INFO END -->"
+
+
+# ------------------------------------------------------------------------------------- queries
+
+# A question put to every place at once: 各地 / 各省市 / 各城市 …, or to several (不同地区, 多地). 各市场 and
+# 各市民 are not 各市; 地方 after 不同 is as often "respect" as "place", so only 各地方 counts.
+_ACROSS_PLACES = re.compile(
+    "各(?:省市|省份|省区|地区|地方|城市|市县|区县|省|地|市(?![场民]))"
+    "|(?:不同|多个)(?:省市|省份|省区|地区|城市)"
+    "|多(?:地|省)(?![点方区址位])")
+# 各地 as the addressee of an instruction rather than the places compared: a body of every place
+# (各地人社部门, 各省交通运输主管部门, 各地税务机关) or the object of a directive (要求各地, 指导各市, 各地要),
+# as in the questions about a national notice that tells every place what to do.
+_BODIES_AFTER = re.compile(r"[^\s，。；？！,;?!]{0,12}?(?:部门|机关|机构)")
+_DIRECTIVE_BEFORE = ("要求", "指导", "督促", "组织", "推动", "部署", "鼓励", "支持", "引导", "指示", "号召", "责成")
+_DIRECTIVE_AFTER = ("要", "应")
+# Words that compare: with them, 各地人社部门的稳岗政策比较 is a comparison all the same.
+_COMPARING = re.compile("比较|对比|异同|不同|区别|差异")
+
+
+def asks_across_places(query: str) -> bool:
+    """Whether the query's words ask how every place, or several, rule on a matter (各地…的规定有何不同):
+    such a comparison wants each place's own text, not one national answer. 各地 addressed by an
+    instruction (要求各地税务机关…) does not count unless the query also says it compares (比较, 异同).
+    Naming several places is the other form of a comparison (metadata.is_comparison)."""
+    matches = list(_ACROSS_PLACES.finditer(query))
+    if matches and _COMPARING.search(query):
+        return True
+    for match in matches:
+        before, after = query[:match.start()], query[match.end():]
+        if not (_BODIES_AFTER.match(after) or before.endswith(_DIRECTIVE_BEFORE) or after.startswith(_DIRECTIVE_AFTER)):
+            return True
+    return False

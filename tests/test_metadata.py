@@ -11,7 +11,7 @@ from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery
 from kb.ingest import discover, read_document
 from kb.knowledgebase import KnowledgeBase
-from kb.metadata import METADATA_VERSION, extract, place_matches, resolve_place
+from kb.metadata import METADATA_VERSION, extract, is_comparison, named_places, place_matches, resolve_place
 from kb.records import Metadata
 from kb.search import Filters
 from tests.conftest import DEMO_REPORT
@@ -119,6 +119,20 @@ def test_places_resolve_against_the_gazetteer():
     assert resolve_place("关于加强管理的通知") == ()
 
 
+def test_named_places_and_comparisons():
+    assert named_places("失业保险金按什么标准发？广东、河南、郑州、重庆失业保险条例比较") == \
+        (("广东省",), ("河南省",), ("河南省", "郑州市"), ("重庆市",))
+    assert named_places("劳动保障监察条例 举报人保密 山东 浙江") == (("山东省",), ("浙江省",))
+    assert named_places("大同和太原的最低工资标准") == (("山西省", "大同市"), ("山西省", "太原市"))
+    assert named_places("和田地区的就业补贴") == (("新疆维吾尔自治区", "和田地区"),)  # 和 begins a name here
+    assert named_places("劳动合同法和劳动法有什么区别") == ()
+    assert is_comparison("上海和北京的集体合同条例有何不同")
+    assert is_comparison("各地工会条例对建立女职工委员会的人数要求")
+    assert not is_comparison("杭州市企业工资集体协商条例")  # one place: that place's rule, not a comparison
+    assert not is_comparison("北京市朝阳区稳岗补贴")
+    assert not is_comparison("女职工怀孕被辞退怎么办")
+
+
 def test_place_filter_matches_levels_and_short_names():
     hangzhou = ("浙江省", "杭州市")
     for wanted in ("浙江", "浙江省", "杭州", "杭州市", "浙江省/杭州市", " 浙江 杭州 "):
@@ -205,6 +219,26 @@ def test_hybrid_puts_higher_law_first_unless_the_query_names_a_place(laws_kb):
         [h.doc_id for h in laws_kb.search(with_place, k=20, settings=flat)]
     bm25 = laws_kb.search(query, mode="bm25", k=20)  # only hybrid ranks by the hierarchy
     assert [h.doc_id for h in bm25] == [h.doc_id for h in laws_kb.search(query, mode="bm25", k=20, settings=flat)]
+
+
+def test_hybrid_answers_a_comparison_with_local_rules_before_the_statute(laws_kb):
+    from kb.search import SearchSettings
+
+    old_rules = SearchSettings(comparison_step=0.0)
+
+    def ranks(query, settings=SearchSettings()):
+        docs = list(dict.fromkeys(hit.doc_id for hit in laws_kb.search(query, k=300, settings=settings)))
+        law = next(i for i, doc in enumerate(docs) if doc.endswith("劳动合同法(2012-12-28).md"))
+        return law, [i for i, doc in enumerate(docs) if "DLC" in doc]
+
+    comparison = "各地企业工资集体协商条例 职工方协商代表 劳动合同 保护规定比较"
+    law, local = ranks(comparison)
+    assert len(local) >= 4 and max(local[:4]) < law  # each place's own rule before the national law
+    old_law, _ = ranks(comparison, old_rules)
+    assert law > old_law
+    # The same words without 各地…比较 keep the statute-first order.
+    law, local = ranks("企业工资集体协商 职工方协商代表 劳动合同 保护规定")
+    assert law < min(local)
 
 
 @pytest.mark.parametrize("mode", ["hybrid", "bm25"])

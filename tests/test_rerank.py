@@ -1,4 +1,5 @@
-"""The re-rankers of kb.rerank on small hand-made indexes: cited articles, document match, legal hierarchy."""
+"""The re-rankers of kb.rerank on small hand-made indexes: cited articles, document match, legal hierarchy,
+national texts after local ones in a comparison."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,11 +7,11 @@ import pytest
 
 from kb.lexical import BM25Index
 from kb.records import Chunk, Document, Metadata
-from kb.rerank import Layout, add_document_match, cited_articles_first, prefer_higher_law
+from kb.rerank import Layout, add_document_match, cited_articles_first, prefer_higher_law, prefer_local_texts
 
 
-def document(doc_id: str, title: str, doc_type: str) -> Document:
-    return Document(doc_id, f"/{doc_id}", title, "", "", "txt", meta=Metadata(doc_type=doc_type))
+def document(doc_id: str, title: str, doc_type: str, place: tuple[str, ...] = ()) -> Document:
+    return Document(doc_id, f"/{doc_id}", title, "", "", "txt", meta=Metadata(place=place, doc_type=doc_type))
 
 
 def chunk(doc_id: str, ordinal: int, article: str = "") -> Chunk:
@@ -18,9 +19,9 @@ def chunk(doc_id: str, ordinal: int, article: str = "") -> Chunk:
 
 
 DOCUMENTS = [
-    document("laws/ldht.md", "中华人民共和国劳动合同法(2012-12-28)", "法律"),
-    document("laws/ssd.md", "劳动合同法实施条例", "行政法规"),
-    document("laws/zj.md", "浙江省企业工资集体协商条例", "地方性法规"),
+    document("laws/ldht.md", "中华人民共和国劳动合同法(2012-12-28)", "法律", ("全国",)),
+    document("laws/ssd.md", "劳动合同法实施条例", "行政法规", ("全国",)),
+    document("laws/zj.md", "浙江省企业工资集体协商条例", "地方性法规", ("浙江省",)),
     document("policies/notice.txt", "关于做好欠薪治理工作的通知", "通知"),
     document("policies/x.txt", "办法", "通知"),  # a title too short to be cited by name
 ]
@@ -51,6 +52,7 @@ def test_layout_describes_documents_and_their_passages(layout):
     assert [rows.tolist() for rows in layout.rows_of_doc] == [[0, 1, 5], [2], [3], [4], [6]]
     assert layout.legal_rank.tolist() == [0, 1, 3, 0, 0]
     assert layout.outside_hierarchy.tolist() == [False, False, False, True, True]
+    assert layout.national.tolist() == [True, True, False, False, False]
     assert dict(layout.docs_by_title) == {"劳动合同法": (0,), "劳动合同法实施条例": (1,),
                                           "浙江省企业工资集体协商条例": (2,), "关于做好欠薪治理工作的通知": (3,)}
     assert layout.articles[1] == "第三十八条至第三十九条"
@@ -61,6 +63,7 @@ def test_empty_layout():
     empty = Layout.build([], [], np.zeros(0, dtype=np.int32), law_title)
     assert empty.doc_of_passage.tolist() == []
     assert prefer_higher_law([], "问题", empty, 0.03) == []
+    assert prefer_local_texts([], "各地的规定比较", empty, 0.09) == []
     assert cited_articles_first([], "劳动合同法第三十八条", empty, None) == []
 
 
@@ -98,6 +101,23 @@ def test_higher_law_first_unless_a_place_is_named(layout):
     # Nothing below a statute among the candidates: nothing to do.
     unchanged = [(0, 0.5), (4, 0.4)]
     assert prefer_higher_law(unchanged, "问题", layout, 0.03) is unchanged
+
+
+def test_a_comparison_puts_each_places_rule_before_the_national_texts(layout):
+    # Rows: 劳动合同法 and its 实施条例 (national), a notice (no place), 浙江's regulation.
+    fused = [(0, 0.50), (2, 0.45), (4, 0.44), (3, 0.40)]
+    for query in ("各地企业工资集体协商条例对协商代表的保护有何不同", "浙江、河南、山东工资集体协商代表保护比较"):
+        # Not statute-first: the comparison wants every place's own rule.
+        assert prefer_higher_law(fused, query, layout, 0.03) is fused
+        rescored = prefer_local_texts(fused, query, layout, 0.09)
+        assert [row for row, _ in rescored] == [4, 0, 3, 2]
+        assert rescored[1] == (0, pytest.approx(0.50 - 0.09))
+    # A question that compares nothing, or names one place, keeps its order.
+    for query in ("集体协商代表受到哪些保护", "浙江 集体协商代表受到哪些保护", "国家要求各地人社部门做好哪些工作"):
+        assert prefer_local_texts(fused, query, layout, 0.09) is fused
+    # No national text among the candidates: nothing to do.
+    local = [(3, 0.5), (4, 0.4)]
+    assert prefer_local_texts(local, "各地的规定比较", layout, 0.09) is local
 
 
 def test_higher_law_keeps_the_order_of_ties(layout):

@@ -17,6 +17,7 @@ from kb.zh import (
     IDEOGRAPHS,
     PARAGRAPH_ENDS,
     SENTENCE_ENDS,
+    asks_across_places,
     basic_ideographs,
     chinese_number,
     doc_number,
@@ -121,3 +122,31 @@ def test_query_with_radical_lookalikes_finds_what_the_plain_characters_find(smal
         want = [(hit.doc_id, hit.ordinal, hit.matched_terms) for hit in small_kb.search(plain, mode=mode, k=4)]
         assert got == want, mode
         assert want
+
+
+@pytest.mark.parametrize("query", [
+    "各地集体合同条例对集体合同报送审查和生效时限的规定有何异同",
+    "安全生产条例 配备专职安全管理人员 各省市对比",
+    "疫情期间各地失业保险稳岗返还政策",
+    "不同地区的最低工资标准",
+    "各城市人才引进落户条件",
+    "多地出台稳岗返还政策",
+    "各地人社部门发布的稳岗返还政策比较",  # a body of every place, but the query compares
+])
+def test_words_that_ask_across_places(query):
+    assert asks_across_places(query)
+
+
+@pytest.mark.parametrize("query", [
+    "老板拖了三个月工资不发怎么办",
+    "杭州 工资集体协商",
+    "各市场主体复工复产",  # 各市场 is not 各市
+    "各级人民政府应当加强领导",
+    "在哪些地方需要注意安全",  # 地方 as "respect"
+    "多地点经营的企业如何缴纳社保",
+    "国家药品监管局要求各地药品监管部门落实哪些要求",  # every place's body, told what to do
+    "疫情下复工复产期间各地要怎样分类施策",
+    "税务总局要求各地税务机关做什么",
+])
+def test_words_that_do_not_ask_across_places(query):
+    assert not asks_across_places(query)
