@@ -348,3 +348,17 @@ def test_traditional_or_variant_query_finds_what_its_ordinary_form_finds(tmp_pat
             got = [(h.doc_id, h.start, h.matched_terms) for h in kb.search(traditional, mode=mode, k=5)]
             assert got == [(h.doc_id, h.start, h.matched_terms) for h in kb.search(simplified, mode=mode, k=5)]
             assert got
+
+
+def test_an_index_of_one_passage_finds_it_in_bm25_mode(tmp_path):
+    # Each of its terms is in every passage there is: Okapi's idf was negative, and nothing scored above zero.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "工资支付.txt").write_text("第五十条　工资应当以货币形式按月支付给劳动者本人。不得克扣或者无故拖欠劳动者的工资。\n",
+                                     encoding="utf-8")
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([docs])
+    assert len(kb.chunks) == 1
+    for query in ("拖欠工资", "工资", "劳动者本人"):
+        hits = kb.search(query, mode="bm25", k=5)
+        assert [hit.doc_id for hit in hits] == ["docs/工资支付.txt"] and hits[0].score > 0
