@@ -390,6 +390,44 @@ class BM25Index:
             candidates, approximate = candidates[order], approximate[order]
         return candidates[:k].astype(np.int64), approximate[:k]
 
+    def top_tiered(self, query_tokens: Sequence[str], k: int, mask: np.ndarray | None = None,
+                   single_characters: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """top(), except that passages holding one of the query's longer terms (two characters and up: a
+        bigram, a word, a document number) come before every passage that holds only its single
+        characters, each tier in top()'s order; scores are BM25's, so they fall within a tier only.
+        With `single_characters=False` the second tier is left out whenever the first has a passage.
+
+        A single character of a two-character word says little about the word (欠 of 欠薪 is as much
+        欠税), yet a passage full of it can outscore one that holds the word once. A query with no
+        longer term the index knows, or with nothing but longer terms, ranks as top() ranks.
+        """
+        best, scores = self.top(query_tokens, k, mask)
+        terms = [term_id for term_id, _ in self.query_terms(query_tokens)]
+        longer = [term_id for term_id in terms if len(self._vocabulary[term_id]) > 1]
+        if not len(best) or not longer or len(longer) == len(terms):
+            return best, scores
+        holds = np.zeros(len(best), dtype=bool)
+        for term_id in longer:
+            holds |= self._find(term_id, best)[0]
+        # The plain top k all in the first tier are its best k too: the common case (a question of
+        # many words) costs one lookup per longer term in k passages.
+        if holds.all():
+            return best, scores
+        if len(best) < k:
+            # Every passage that scores is here already.
+            first, rest = (best[holds], scores[holds]), (best[~holds], scores[~holds])
+        else:
+            first_tier = np.zeros(self.n_passages, dtype=bool)
+            for term_id in longer:
+                first_tier[self._doc[self._term_ptr[term_id]:self._term_ptr[term_id + 1]]] = True
+            allowed = np.ones(self.n_passages, dtype=bool) if mask is None else mask
+            first = self.top(query_tokens, k, allowed & first_tier)
+            wanted = k - len(first[0]) if single_characters or not len(first[0]) else 0
+            rest = self.top(query_tokens, wanted, allowed & ~first_tier) if wanted else (best[:0], scores[:0])
+        if len(first[0]) and not single_characters:
+            return first
+        return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
+
     def _exact_scores(self, terms: list[tuple[int, int]], candidates: np.ndarray) -> np.ndarray:
         """float64 scores of `candidates`, summed term by term in the order scores() sums them."""
         exact = np.zeros(len(candidates), dtype=np.float64)

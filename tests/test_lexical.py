@@ -12,7 +12,7 @@ import pytest
 
 from kb.lexical import BM25Index
 from kb.tokenize import tokenize
-from tests.conftest import DEMO_REPORT, synthetic_files
+from tests.conftest import DEMO_REPORT, TAX_ARREARS, WAGE_ARREARS, synthetic_files, without_arrears
 
 WIDTH, STRIDE = 200, 25
 
@@ -315,3 +315,37 @@ def test_one_passage_index_finds_its_passage():
     assert list(best) == [0] and scores[0] > 0
     np.testing.assert_allclose(index.scores(query), Lucene([passage]).get_scores(query), rtol=1e-6)
 
+
+def test_passages_with_a_longer_query_term_come_before_those_with_its_characters_only():
+    others = [paragraph.strip() for path in without_arrears()
+              for paragraph in path.read_text(encoding="utf-8").split("\n\n") if paragraph.strip()]
+    index = BM25Index.build(tokenize(text) for text in [*others, *WAGE_ARREARS, *TAX_ARREARS])
+    wage, tax = {len(others), len(others) + 1}, {len(others) + 2, len(others) + 3}
+    query = tokenize("欠薪")
+    plain, _ = index.top(query, k=5)
+    assert set(plain[:3]) & tax  # plain BM25: 欠 five times in a short answer beats 欠薪 once in a long text
+    best, scores = index.top_tiered(query, k=5)
+    assert set(best[:2]) == wage and set(best[2:4]) == tax
+    assert sorted(best) == sorted(plain) and scores[0] >= scores[1] and scores[2] >= scores[3]
+    first, _ = index.top_tiered(query, k=5, single_characters=False)
+    assert list(first) == list(best[:2])
+    # Under a mask that admits no passage with 欠薪, the single characters are all there is.
+    no_wage = np.ones(index.n_passages, dtype=bool)
+    no_wage[list(wage)] = False
+    for single_characters in (True, False):
+        assert set(index.top_tiered(query, k=5, mask=no_wage, single_characters=single_characters)[0][:2]) == tax
+    # A one-character query, or a query of longer terms only, ranks as top() ranks.
+    for tokens in (["欠"], ["欠薪", "欠税"]):
+        np.testing.assert_array_equal(index.top_tiered(tokens, k=5)[0], index.top(tokens, k=5)[0])
+
+
+def test_tiered_top_on_real_questions(index, passages, queries):
+    """Passages holding one of the query's bigrams first, each tier by score: on questions of many words the
+    tiers rarely change the plain top k, and never in a way the rule does not call for."""
+    for query in [*queries, tokenize("欠薪"), tokenize("工资 欠")]:
+        scores = index.scores(query)
+        longer = {token for token in query if len(token) > 1}
+        keep = [row for row in range(len(scores)) if scores[row] > 0]
+        tiered = sorted(keep, key=lambda row: (not longer & set(passages[row]), -scores[row], row))
+        for k in (1, 10, 100):
+            assert list(index.top_tiered(query, k)[0]) == tiered[:k]
