@@ -1,7 +1,7 @@
 """Compare BM25 tokenizers on the shared eval sets: document-level nDCG@10, Recall@10, MRR@10, speed.
 
 Usage: python bench/tokenizers.py [--set policies|laws|both] [--tokenizers a,b] [--experimental]
-                                  [--overlap N] [--reference N]
+                                  [--overlap N] [--rank-bm25 N]
 
 Each corpus document is cut into naive fixed windows (400 characters, no overlap) so the result
 does not depend on the project's chunker; one BM25Index per tokenizer is built over them and every
@@ -10,7 +10,7 @@ document's windows are contiguous this is the ranking of documents by their best
 ties to the earlier document. The data folder is $KB_SHARED, else ../shared beside the project.
 
 --experimental adds variants that are not registered tokenizers (a stopword list, another union)
-to measure whether they would help; --reference N times bm25s's Lucene BM25 against
+to measure whether they would help; --rank-bm25 N times rank_bm25.BM25Okapi against
 BM25Index on the first N windows of each set.
 """
 from __future__ import annotations
@@ -199,9 +199,9 @@ def print_table(data: EvalSet, results: list[dict]) -> None:
     sys.stdout.flush()
 
 
-def compare_reference(data: EvalSet, n_windows: int, n_queries: int = 50) -> None:
-    """Build and query time of bm25s's Lucene BM25 against BM25Index, same tokens, same scores."""
-    import bm25s
+def compare_rank_bm25(data: EvalSet, n_windows: int, n_queries: int = 50) -> None:
+    """Build and query time of rank_bm25.BM25Okapi against BM25Index, same tokens, same scores."""
+    from rank_bm25 import BM25Okapi
 
     tokens = [tokenize(w) for w in data.windows[:n_windows]]
     queries = [tokenize(q) for q in list(data.queries.values())[:n_queries]]
@@ -209,8 +209,7 @@ def compare_reference(data: EvalSet, n_windows: int, n_queries: int = 50) -> Non
     index = BM25Index.build(tokens)
     ours_build = time.perf_counter() - start
     start = time.perf_counter()
-    reference = bm25s.BM25(method="lucene", dtype="float64")
-    reference.index(tokens, show_progress=False)
+    reference = BM25Okapi(tokens)
     ref_build = time.perf_counter() - start
     start = time.perf_counter()
     ours = [index.scores(q) for q in queries]
@@ -219,7 +218,7 @@ def compare_reference(data: EvalSet, n_windows: int, n_queries: int = 50) -> Non
     theirs = [reference.get_scores(q) for q in queries]
     ref_query = (time.perf_counter() - start) / len(queries)
     equal = all(np.allclose(a, b, rtol=1e-5, atol=1e-9) for a, b in zip(ours, theirs))
-    print(f"\nbm25s (lucene) vs BM25Index on {len(tokens)} {data.name} windows ({DEFAULT_TOKENIZER}), "
+    print(f"\nrank_bm25 vs BM25Index on {len(tokens)} {data.name} windows ({DEFAULT_TOKENIZER}), "
           f"{len(queries)} queries: build {ref_build:.2f} s vs {ours_build:.2f} s; "
           f"query {1000 * ref_query:.1f} ms vs {1000 * ours_query:.2f} ms ({ref_query / ours_query:.0f}x); "
           f"scores equal: {equal}")
@@ -233,8 +232,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--experimental", action="store_true", help="also run the x: variants")
     parser.add_argument("--overlap", type=int, default=0, metavar="N",
                         help=f"windows start N characters before the previous one ends (0 to {WINDOW - 1})")
-    parser.add_argument("--reference", type=int, default=0, metavar="N",
-                        help="time bm25s (Lucene BM25) against BM25Index on the first N windows")
+    parser.add_argument("--rank-bm25", type=int, default=0, metavar="N",
+                        help="time rank_bm25 against BM25Index on the first N windows")
     args = parser.parse_args(argv)
 
     variants: dict[str, Callable[[str], list[str]]] = {}
@@ -252,8 +251,8 @@ def main(argv: list[str] | None = None) -> None:
         data = load_set(shared, set_name, args.overlap)
         results = [run_tokenizer(data, name, fn) for name, fn in variants.items()]
         print_table(data, results)
-        if args.reference:
-            compare_reference(data, args.reference)
+        if args.rank_bm25:
+            compare_rank_bm25(data, args.rank_bm25)
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""BM25 over an inverted index in CSR form; scores equal Lucene's BM25 (bm25s method="lucene"), much faster."""
+"""BM25 over an inverted index in CSR form; scores equal rank_bm25.BM25Okapi, much faster."""
 from __future__ import annotations
 
 from array import array
@@ -25,29 +25,31 @@ ARRAY_DTYPES: dict[str, type] = {
 # and the few passages near the k-th best are scored again exactly in float64 before ranking.
 SLACK = 1e-4
 
+# The idf floor where rank_bm25's, epsilon times the average idf, is not positive: only in an index of a
+# few passages, where most terms are in most passages (in one passage, every term is). Positive, so such
+# an index still finds what it holds; small, so those terms weigh less than any term in fewer than half
+# the passages there, as the floor's terms do in a larger index.
+TINY_INDEX_IDF = 0.01
+
 
 class BM25Index:
-    """Okapi BM25 as Lucene scores it: idf log(1 + (N - n + 0.5) / (n + 0.5)), positive for every term.
-
-    Okapi's own idf, log((N - n + 0.5) / (n + 0.5)), is negative for a term in more than half the passages
-    (rank_bm25 floors it at a fraction of the average idf), so a term in every passage of a small index
-    could find nothing. Lucene's has no such floor to tune, and it leaves out the constant factor
-    (k1 + 1) of the term-frequency part, which changes no ranking.
-    """
+    """Okapi BM25 with rank_bm25's idf floor, kept positive: an idf not above 0 becomes epsilon * average idf,
+    or TINY_INDEX_IDF where that is not positive."""
 
     k1: float = 1.5
     b: float = 0.75
+    epsilon: float = 0.25
     # top() tries to skip a term's postings only when they are this long (and 1/64 of the passages):
     # below that, reading them is cheaper than checking whether they can be skipped.
     prune_postings: int = 16384  # of 4k, 16k and 32k, the fastest on the laws index at k 10 and 100
 
     def __init__(self, term_ptr: np.ndarray, postings_doc: np.ndarray, postings_tf: np.ndarray,
                  doc_len: np.ndarray, vocabulary: list[str], k1: float = 1.5, b: float = 0.75,
-                 term_ids: Mapping[str, int] | None = None,
+                 epsilon: float = 0.25, term_ids: Mapping[str, int] | None = None,
                  weights: np.ndarray | None = None):
         """Use build() or from_arrays(); this takes arrays already checked and typed (`term_ids`: the
         vocabulary's term -> position, when the caller has it; `weights`: stored per-posting weights)."""
-        self.k1, self.b = float(k1), float(b)
+        self.k1, self.b, self.epsilon = float(k1), float(b), float(epsilon)
         self._term_ptr = term_ptr
         self._doc = postings_doc
         self._tf = postings_tf
@@ -61,16 +63,18 @@ class BM25Index:
     # -- construction ---------------------------------------------------------------------------
 
     @classmethod
-    def build(cls, tokenized_passages: Iterable[Sequence[str]], k1: float = 1.5, b: float = 0.75) -> "BM25Index":
+    def build(cls, tokenized_passages: Iterable[Sequence[str]], k1: float = 1.5, b: float = 0.75,
+              epsilon: float = 0.25) -> "BM25Index":
         """Index passages given as token lists (any iterable, so a generator keeps memory low)."""
-        return cls.from_counts([count_terms(tokenized_passages)], k1=k1, b=b)
+        return cls.from_counts([count_terms(tokenized_passages)], k1=k1, b=b, epsilon=epsilon)
 
     @classmethod
-    def from_counts(cls, parts: Sequence["TermCounts"], k1: float = 1.5, b: float = 0.75) -> "BM25Index":
+    def from_counts(cls, parts: Sequence["TermCounts"], k1: float = 1.5, b: float = 0.75,
+                    epsilon: float = 0.25) -> "BM25Index":
         """Index consecutive slices of passages counted separately (e.g. by worker processes).
 
-        Terms are numbered in first-seen order over all slices, as build() numbers them, so both
-        write the same arrays and vocabulary.
+        Terms are numbered in first-seen order over all slices, as build() numbers them, so the
+        idf floor (an average in that order) is the same to the last bit.
         """
         term_ids: dict[str, int] = {}
         terms, tfs, unique, lengths = [], [], [], []
@@ -92,7 +96,8 @@ class BM25Index:
         order = np.argsort(terms_all, kind="stable")
         term_ptr = np.zeros(len(term_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(terms_all, minlength=len(term_ids)), out=term_ptr[1:])
-        return cls(term_ptr, docs[order], tfs_all[order], doc_len, list(term_ids), k1=k1, b=b, term_ids=term_ids)
+        return cls(term_ptr, docs[order], tfs_all[order], doc_len, list(term_ids), k1=k1, b=b,
+                   epsilon=epsilon, term_ids=term_ids)
 
     def to_arrays(self) -> tuple[dict[str, np.ndarray], list[str]]:
         """Arrays to save with np.save(allow_pickle=False), and the vocabulary (term id order)."""
@@ -102,7 +107,7 @@ class BM25Index:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], vocabulary: list[str], k1: float = 1.5,
-                    b: float = 0.75, check_postings: bool = True) -> "BM25Index":
+                    b: float = 0.75, epsilon: float = 0.25, check_postings: bool = True) -> "BM25Index":
         """Rebuild an index from to_arrays() output; ValueError if the arrays are inconsistent.
 
         Arrays may be memory-mapped. `check_postings=False` skips the checks that read every
@@ -130,7 +135,7 @@ class BM25Index:
         if weights is not None and (weights.dtype != np.float32 or weights.shape != docs.shape):
             raise ValueError("weights must be float32, one per posting")
         if not check_postings:
-            return cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, weights=weights)
+            return cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, epsilon=epsilon, weights=weights)
         if np.any(np.diff(term_ptr) == 0):
             raise ValueError("a vocabulary term has no postings")
         if len(docs) and (docs.min() < 0 or docs.max() >= n_docs):
@@ -148,18 +153,28 @@ class BM25Index:
             raise ValueError("a posting has a term frequency below 1")
         if len(set(vocabulary)) != len(vocabulary):
             raise ValueError("the vocabulary has duplicate terms")
-        built = cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b)
+        built = cls(term_ptr, docs, tfs, doc_len, list(vocabulary), k1=k1, b=b, epsilon=epsilon)
         if weights is not None and not np.allclose(built._weights, weights, rtol=1e-6, atol=0):
             raise ValueError("stored weights disagree with the postings")
         return built
 
     def _compute_idf(self) -> np.ndarray:
-        """Lucene's idf of every term, in float64: above 0 even for a term in every passage."""
+        """rank_bm25's idf, in the same float64 arithmetic, including its floor for common terms, and above 0
+        for every term: rank_bm25 leaves 0 to a term in exactly half the passages, and in a tiny index its
+        floor is negative (a one-passage index matched nothing), so both take a positive floor here."""
+        n_docs = self.n_passages
         df = np.diff(self._term_ptr).astype(np.float64)
-        return np.log1p((self.n_passages - df + 0.5) / (df + 0.5))
+        idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
+        if len(idf):
+            # A left-to-right sum in first-seen term order, as rank_bm25 adds, gives the same floor
+            # to the last bit.
+            average_idf = sum(idf.tolist()) / len(idf)
+            floor = self.epsilon * average_idf
+            idf[idf <= 0] = floor if floor > 0 else TINY_INDEX_IDF
+        return idf
 
     def _compute_weights(self) -> np.ndarray:
-        """Each posting's contribution to a passage's score: idf * tf / (tf + k1 norm)."""
+        """Each posting's contribution to a passage's score: idf * tf (k1 + 1) / (tf + k1 norm)."""
         n_docs = self.n_passages
         total = float(self._doc_len.sum(dtype=np.int64))
         weights = np.zeros(len(self._doc), dtype=np.float32)
@@ -175,7 +190,7 @@ class BM25Index:
             end = min(start + step, len(weights))
             terms = np.searchsorted(self._term_ptr, np.arange(start, end), side="right") - 1
             tf = self._tf[start:end].astype(np.float64)
-            weights[start:end] = self._idf[terms] * (tf / (tf + norm[self._doc[start:end]]))
+            weights[start:end] = self._idf[terms] * (tf * (self.k1 + 1) / (tf + norm[self._doc[start:end]]))
         return weights
 
     # -- queries --------------------------------------------------------------------------------
@@ -205,7 +220,7 @@ class BM25Index:
 
     def params(self) -> dict:
         """The scoring parameters, for the index manifest."""
-        return {"k1": self.k1, "b": self.b}
+        return {"k1": self.k1, "b": self.b, "epsilon": self.epsilon}
 
     def query_terms(self, query_tokens: Sequence[str]) -> list[tuple[int, int]]:
         """(term id, repeats) of the known query terms, rarest first: the order scores are summed in."""
@@ -332,7 +347,7 @@ class BM25Index:
         if average_length > 0:
             norm = self.k1 * (1 - self.b + self.b * lengths / average_length)
             for (term_id, repeats), tf in zip(terms, counts):
-                scores += repeats * self._idf[term_id] * tf / (tf + norm)
+                scores += repeats * self._idf[term_id] * tf * (self.k1 + 1) / (tf + norm)
         return scores, {self._vocabulary[term_id]: tf for (term_id, _), tf in zip(terms, counts)}
 
     def _group_counts(self, term_ids: list[int], groups: Sequence[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
@@ -378,7 +393,7 @@ class BM25Index:
         # float64 and in scores()' order of terms, and sort again. Equal float32 sums stay ties in
         # index order: copies of a passage are equal exactly, and other passages whose sums round
         # to the same float32 differ by less than the stored float32 weights' own rounding, so
-        # the exact float64 order could be either.
+        # rank_bm25's float64 order could be either.
         gaps = approximate[:-1] - approximate[1:]
         near = (gaps > 0) & (gaps <= 2 * SLACK * approximate[:-1])
         unsure = np.zeros(len(candidates), dtype=bool)

@@ -40,8 +40,7 @@ from kb.records import Chunk, Document, Metadata
 
 _BUILD_NAME = re.compile(r"\d{8}T\d{6}-[0-9a-f]{8}")  # what save() names builds
 FORMAT = "kb-index"
-FORMAT_VERSION = 4  # 2: documents carry metadata (place, date, issuer, number, type); 3: manifest checksum;
-# 4: BM25 weights with Lucene's idf (kb.lexical), stored per posting
+FORMAT_VERSION = 3  # 2: documents carry metadata (place, date, issuer, number, type); 3: manifest checksum
 REBUILD_HINT = "run `kb ingest --rebuild PATH...` to rebuild it"
 
 
@@ -104,7 +103,7 @@ class Manifest:
     """A build's manifest.json as a record: built by KnowledgeBase.save, completed with its files by
     `save`, read and checked by `read_manifest`.
 
-    On disk it is the JSON object of FORMAT_VERSION, key for key (`to_json`), so builds written before
+    On disk it is the JSON object of FORMAT_VERSION 3, key for key (`to_json`), so builds written before
     and after this record existed read the same. Chunking and BM25 settings are plain mappings: the
     classes that own them (kb.chunk, kb.lexical) are built from them by the reader.
     """

@@ -374,7 +374,7 @@ def test_a_character_of_the_query_does_not_lift_passages_above_those_with_its_wo
 
 
 def test_an_index_of_one_passage_finds_it_in_bm25_mode(tmp_path):
-    # Each of its terms is in every passage there is: Okapi's idf was negative, and nothing scored above zero.
+    # Each of its terms is in every passage there is: Okapi's idf is negative, and so was rank_bm25's floor.
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "工资支付.txt").write_text("第五十条　工资应当以货币形式按月支付给劳动者本人。不得克扣或者无故拖欠劳动者的工资。\n",

@@ -1,16 +1,15 @@
-"""kb.lexical.BM25Index: same scores as Lucene's BM25 (bm25s) on Chinese passages, top-k, masks, round trip.
+"""kb.lexical.BM25Index: same scores as rank_bm25.BM25Okapi on Chinese passages, top-k, masks, round trip.
 
 The passages are overlapping windows over the demo report and the texts of tests/corpus, the queries
 questions about them: many shared and many rare terms, as in an index of policy documents.
 """
 import json
-from collections import Counter
 
-import bm25s
 import numpy as np
 import pytest
+from rank_bm25 import BM25Okapi
 
-from kb.lexical import BM25Index
+from kb.lexical import TINY_INDEX_IDF, BM25Index
 from kb.tokenize import tokenize
 from tests.conftest import DEMO_REPORT, TAX_ARREARS, WAGE_ARREARS, synthetic_files, without_arrears
 
@@ -70,27 +69,9 @@ def index(passages) -> BM25Index:
     return BM25Index.build(passages)
 
 
-class Lucene:
-    """The reference: bm25s's Lucene BM25 (method="lucene") over the same tokens, in float64."""
-
-    def __init__(self, passages: list[list[str]], k1: float = 1.5, b: float = 0.75):
-        self.n_passages = len(passages)
-        self.retriever = bm25s.BM25(method="lucene", k1=k1, b=b, dtype="float64")
-        self.retriever.index(passages, show_progress=False)
-        self.df = Counter(term for passage in passages for term in set(passage))
-
-    def get_scores(self, query: list[str]) -> np.ndarray:
-        return np.asarray(self.retriever.get_scores(query), dtype=np.float64)
-
-    def idf(self, term: str) -> float:
-        """Lucene's idf as its documentation writes it, from the document frequency counted here."""
-        df = self.df[term]
-        return float(np.log(1 + (self.n_passages - df + 0.5) / (df + 0.5)))
-
-
 @pytest.fixture(scope="module")
-def reference(passages) -> Lucene:
-    return Lucene(passages)
+def reference(passages) -> BM25Okapi:
+    return BM25Okapi(passages)
 
 
 def expected_top(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) -> list[int]:
@@ -102,17 +83,17 @@ def expected_top(scores: np.ndarray, k: int, allowed: np.ndarray | None = None) 
 def test_sizes(index, passages):
     assert index.n_passages == N_WINDOWS
     assert index.vocabulary_size == len({t for p in passages for t in p})
-    assert index.params() == {"k1": 1.5, "b": 0.75}
+    assert index.params() == {"k1": 1.5, "b": 0.75, "epsilon": 0.25}
 
 
-def test_scores_equal_lucene_bm25(index, reference, queries):
+def test_scores_equal_rank_bm25(index, reference, queries):
     for query in queries:
         ours = index.scores(query)
         assert ours.shape == (N_WINDOWS,)
         np.testing.assert_allclose(ours, reference.get_scores(query), rtol=1e-5, atol=1e-9)
 
 
-def test_top_k_order_equals_lucene_bm25_ranking(index, reference, queries):
+def test_top_k_order_equals_rank_bm25_ranking(index, reference, queries):
     for query in queries:
         theirs = reference.get_scores(query)
         best, scores = index.top(query, k=10)
@@ -136,7 +117,7 @@ def test_unknown_tokens_add_nothing(index, reference, queries):
 
 def test_pruned_top_equals_full_ranking(passages, reference, queries, monkeypatch):
     """MaxScore pruning (skipping frequent terms' postings that cannot change the top k) returns
-    exactly the reference's top k; with the threshold lowered it prunes on most of these real queries."""
+    exactly rank_bm25's top k; with the threshold lowered it prunes on most of these real queries."""
     index = BM25Index.build(passages)
     index.prune_postings = 1
     full_terms = []
@@ -206,9 +187,9 @@ def test_round_trip_through_npy_files(index, queries, tmp_path):
         np.testing.assert_array_equal(loaded.scores(query), index.scores(query))
 
 
-def test_other_parameters_match_lucene_bm25(passages, queries):
-    index = BM25Index.build(passages, k1=1.2, b=0.5)
-    reference = Lucene(passages, k1=1.2, b=0.5)
+def test_other_parameters_match_rank_bm25(passages, queries):
+    index = BM25Index.build(passages, k1=1.2, b=0.5, epsilon=0.1)
+    reference = BM25Okapi(passages, k1=1.2, b=0.5, epsilon=0.1)
     for query in queries[:5]:
         np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-9)
     arrays, vocabulary = index.to_arrays()
@@ -239,7 +220,7 @@ def test_empty_corpus():
 
 
 def test_corpus_of_empty_passages():
-    # An index of blank passages simply matches nothing.
+    # rank_bm25 divides by zero here; an index of blank passages simply matches nothing.
     index = BM25Index.build([[], []])
     np.testing.assert_array_equal(index.scores(["工资"]), np.zeros(2))
     assert len(index.top(["工资"], k=5)[0]) == 0
@@ -251,13 +232,12 @@ def test_empty_query(index):
     assert best.shape == (0,) and scores.shape == (0,)
 
 
-def test_small_corpus_common_terms_and_ties():
-    # 工 is in 4 of 5 passages: Okapi's idf, log(1.5 / 4.5), is negative there; Lucene's stays positive.
+def test_small_corpus_negative_idf_and_ties():
+    # 工 is in 4 of 5 passages: negative idf, floored at epsilon * average idf like rank_bm25.
     passages = [["工", "资"], ["工", "资"], ["工", "伤"], ["工", "社", "保", "社"], ["医", "保"]]
     index = BM25Index.build(passages)
-    reference = Lucene(passages)
-    assert 0 < reference.idf("工") < reference.idf("资")
-    assert list(index.top(["工"], k=5)[0]) == [0, 1, 2, 3]  # the longer passage last: length norm
+    reference = BM25Okapi(passages)
+    assert reference.idf["工"] == pytest.approx(reference.epsilon * reference.average_idf)
     for query in (["工"], ["工", "资"], ["社"], ["资", "资", "伤"], ["工", "医", "保"]):
         np.testing.assert_allclose(index.scores(query), reference.get_scores(query), rtol=1e-5, atol=1e-12)
     best, scores = index.top(["资"], k=2)
@@ -285,7 +265,7 @@ def test_postings_out_of_order_are_rejected():
 
 
 def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference, passages, queries):
-    """Each group of three windows (overlapping parts of one document) scored as one text: BM25 of the
+    """Each group of three windows (overlapping parts of one document) scored as one text: Okapi BM25 of the
     summed term counts and lengths, with the passages' idf and the given average length."""
     from collections import Counter
 
@@ -293,13 +273,13 @@ def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference
     average = 3 * sum(map(len, passages)) / len(passages)
     for query in queries:
         got, term_counts = index.grouped_scores(query, groups, average)
-        assert set(term_counts) == {token for token in query if token in reference.df}
+        assert set(term_counts) == {token for token in query if token in reference.idf}
         for i, (group, score) in enumerate(zip(groups, got)):
             counts = Counter(token for row in group for token in passages[row])
             assert all(term_counts[token][i] == counts[token] for token in term_counts)
             length = sum(len(passages[row]) for row in group)
             norm = index.k1 * (1 - index.b + index.b * length / average)
-            expected = sum(reference.idf(token) * counts[token] / (counts[token] + norm)
+            expected = sum(reference.idf.get(token, 0.0) * counts[token] * (index.k1 + 1) / (counts[token] + norm)
                            for token in query if counts[token])
             assert score == pytest.approx(expected, rel=1e-9, abs=1e-12)
         assert got.any()
@@ -307,13 +287,41 @@ def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference
 
 
 def test_one_passage_index_finds_its_passage():
-    # Every term is in every passage: Okapi's idf, log(0.5 / 1.5), would score the passage below zero.
+    # Every term is in every passage: Okapi's idf, log(0.5 / 1.5), is negative, and so is rank_bm25's floor
+    # (a quarter of the average idf), which scored the passage below zero.
     passage = tokenize("第五十条　工资应当以货币形式按月支付给劳动者本人。不得克扣或者无故拖欠劳动者的工资。")
     index = BM25Index.build([passage])
     query = tokenize("拖欠工资")
+    assert BM25Okapi([passage]).get_scores(query)[0] < 0
     best, scores = index.top(query, k=3)
     assert list(best) == [0] and scores[0] > 0
-    np.testing.assert_allclose(index.scores(query), Lucene([passage]).get_scores(query), rtol=1e-6)
+    # A passage with the terms more often scores higher, even when every term is in every passage.
+    richer = BM25Index.build([passage, passage + tokenize("拖欠工资")])
+    assert list(richer.top(query, k=3)[0]) == [1, 0]
+
+
+def test_tiny_index_terms_in_half_the_passages_are_found():
+    """Two and four passages: rank_bm25 gives 0 to a term in exactly half of them, and in two passages its floor
+    is not positive either (every idf is 0 or below), so it finds nothing for 社会保险. Here those terms take
+    the floor (TINY_INDEX_IDF where rank_bm25's is not positive); every other score is rank_bm25's."""
+    texts = ["用人单位应当按月支付劳动者工资。", "劳动者依法享受社会保险待遇。",
+             "用人单位应当依法缴纳社会保险费。", "住房公积金由单位和职工共同缴存。"]
+    for size, floor_positive in ((2, False), (4, True)):
+        passages = [tokenize(text) for text in texts[:size]]
+        index = BM25Index.build(passages)
+        reference = BM25Okapi(passages)
+        query = tokenize("社会保险")
+        assert not (reference.get_scores(query) > 0).any()
+        assert sorted(index.top(query, k=4)[0]) == [1, 2][:size - 1]
+        floor = reference.epsilon * reference.average_idf
+        assert (floor > 0) == floor_positive
+        for term, idf in reference.idf.items():
+            if idf <= 0:
+                reference.idf[term] = floor if floor_positive else TINY_INDEX_IDF
+        for text in ("工资", "社会保险", "用人单位缴纳住房公积金", "劳动者"):
+            np.testing.assert_allclose(index.scores(tokenize(text)), reference.get_scores(tokenize(text)),
+                                       rtol=1e-5, atol=1e-12)
+
 
 
 def test_passages_with_a_longer_query_term_come_before_those_with_its_characters_only():
