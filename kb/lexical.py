@@ -25,9 +25,16 @@ ARRAY_DTYPES: dict[str, type] = {
 # and the few passages near the k-th best are scored again exactly in float64 before ranking.
 SLACK = 1e-4
 
+# The idf floor where rank_bm25's, epsilon times the average idf, is not positive: only in an index of a
+# few passages, where most terms are in most passages (in one passage, every term is). Positive, so such
+# an index still finds what it holds; small, so those terms weigh less than any term in fewer than half
+# the passages there, as the floor's terms do in a larger index.
+TINY_INDEX_IDF = 0.01
+
 
 class BM25Index:
-    """Okapi BM25 with rank_bm25's idf floor: negative idf becomes epsilon * average idf."""
+    """Okapi BM25 with rank_bm25's idf floor, kept positive: an idf not above 0 becomes epsilon * average idf,
+    or TINY_INDEX_IDF where that is not positive."""
 
     k1: float = 1.5
     b: float = 0.75
@@ -152,7 +159,9 @@ class BM25Index:
         return built
 
     def _compute_idf(self) -> np.ndarray:
-        """rank_bm25's idf, in the same float64 arithmetic, including its floor for common terms."""
+        """rank_bm25's idf, in the same float64 arithmetic, including its floor for common terms, and above 0
+        for every term: rank_bm25 leaves 0 to a term in exactly half the passages, and in a tiny index its
+        floor is negative (a one-passage index matched nothing), so both take a positive floor here."""
         n_docs = self.n_passages
         df = np.diff(self._term_ptr).astype(np.float64)
         idf = np.log(n_docs - df + 0.5) - np.log(df + 0.5)
@@ -160,7 +169,8 @@ class BM25Index:
             # A left-to-right sum in first-seen term order, as rank_bm25 adds, gives the same floor
             # to the last bit.
             average_idf = sum(idf.tolist()) / len(idf)
-            idf[idf < 0] = self.epsilon * average_idf
+            floor = self.epsilon * average_idf
+            idf[idf <= 0] = floor if floor > 0 else TINY_INDEX_IDF
         return idf
 
     def _compute_weights(self) -> np.ndarray:
@@ -394,6 +404,44 @@ class BM25Index:
             order = np.lexsort((candidates, -approximate))
             candidates, approximate = candidates[order], approximate[order]
         return candidates[:k].astype(np.int64), approximate[:k]
+
+    def top_tiered(self, query_tokens: Sequence[str], k: int, mask: np.ndarray | None = None,
+                   single_characters: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """top(), except that passages holding one of the query's longer terms (two characters and up: a
+        bigram, a word, a document number) come before every passage that holds only its single
+        characters, each tier in top()'s order; scores are BM25's, so they fall within a tier only.
+        With `single_characters=False` the second tier is left out whenever the first has a passage.
+
+        A single character of a two-character word says little about the word (欠 of 欠薪 is as much
+        欠税), yet a passage full of it can outscore one that holds the word once. A query with no
+        longer term the index knows, or with nothing but longer terms, ranks as top() ranks.
+        """
+        best, scores = self.top(query_tokens, k, mask)
+        terms = [term_id for term_id, _ in self.query_terms(query_tokens)]
+        longer = [term_id for term_id in terms if len(self._vocabulary[term_id]) > 1]
+        if not len(best) or not longer or len(longer) == len(terms):
+            return best, scores
+        holds = np.zeros(len(best), dtype=bool)
+        for term_id in longer:
+            holds |= self._find(term_id, best)[0]
+        # The plain top k all in the first tier are its best k too: the common case (a question of
+        # many words) costs one lookup per longer term in k passages.
+        if holds.all():
+            return best, scores
+        if len(best) < k:
+            # Every passage that scores is here already.
+            first, rest = (best[holds], scores[holds]), (best[~holds], scores[~holds])
+        else:
+            first_tier = np.zeros(self.n_passages, dtype=bool)
+            for term_id in longer:
+                first_tier[self._doc[self._term_ptr[term_id]:self._term_ptr[term_id + 1]]] = True
+            allowed = np.ones(self.n_passages, dtype=bool) if mask is None else mask
+            first = self.top(query_tokens, k, allowed & first_tier)
+            wanted = k - len(first[0]) if single_characters or not len(first[0]) else 0
+            rest = self.top(query_tokens, wanted, allowed & ~first_tier) if wanted else (best[:0], scores[:0])
+        if len(first[0]) and not single_characters:
+            return first
+        return np.concatenate([first[0], rest[0]]), np.concatenate([first[1], rest[1]])
 
     def _exact_scores(self, terms: list[tuple[int, int]], candidates: np.ndarray) -> np.ndarray:
         """float64 scores of `candidates`, summed term by term in the order scores() sums them."""

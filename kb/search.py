@@ -123,6 +123,11 @@ class SearchSettings:
     # local rule, turned the other way. 0 turns it off. What each is worth: docs/eval.md, Comparisons and
     # the re-ranking rules.
     comparison_step: float = 0.09
+    # Whether the BM25 list fused holds passages that share only single characters with a query whose
+    # longer terms (bigrams, words) some passage holds: 欠 alone brings 欠税 to a search for 欠薪. Off,
+    # such passages reach hybrid results only through the vector list. bm25 mode ranks them last
+    # (BM25Index.top_tiered). What it changes on the eval sets: docs/eval.md, Lexical noise.
+    fuse_single_characters: bool = False
 
 
 class Searcher:
@@ -171,7 +176,8 @@ class Searcher:
         results: dict[str, tuple[np.ndarray, np.ndarray]] = {}
         query_tokens = tokenize(query, self.tokenizer)
         if mode in ("bm25", "hybrid"):
-            results["bm25"] = self.bm25.top(query_tokens, depth, mask)
+            results["bm25"] = self.bm25.top_tiered(query_tokens, depth, mask, single_characters=(
+                mode == "bm25" or settings.fuse_single_characters))
         if mode in ("vector", "hybrid"):
             results["vector"] = self.vectors.top(self._embed_query(query), depth, mask)
         rankings = {name: ids.tolist() for name, (ids, _) in results.items()}

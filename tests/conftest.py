@@ -25,6 +25,32 @@ def synthetic_files() -> list[Path]:
     return sorted(path for path in SYNTHETIC_CORPUS.iterdir() if path.is_file())
 
 
+# Passages that hold the word 欠薪 once in a long text, and short tax answers full of its character 欠.
+WAGE_ARREARS = (
+    "第五条　人力资源和社会保障行政部门应当建立欠薪预警和应急周转金制度，对拖欠工资的用人单位责令限期支付；"
+    "逾期不支付的，依法加付赔偿金。第六条　劳动者可以向劳动保障监察机构投诉举报拖欠工资行为，"
+    "劳动保障监察机构应当自受理之日起依法处理。第七条　用人单位应当建立工资支付台账，并保存两年以上备查。",
+    "三、劳动关系和谐稳定。全年调解劳动人事争议案件两千三百件，调解成功率达到百分之七十。推动企业开展工资集体协商，"
+    "建会企业签订工资集体协议的比例稳步提高。深入开展根治欠薪行动，全年为一千六百名农民工追回被拖欠工资，"
+    "督促在建工程项目落实农民工实名制管理、工资专用账户和银行代发工资制度，工资支付保证金制度覆盖全部在建项目。"
+    "加强劳动保障监察执法，畅通投诉举报渠道，对违法用工行为依法查处，劳动关系总体保持和谐稳定。"
+    "全区新建基层劳动人事争议调解组织四十五个，培训调解员三百余人次，推行仲裁要素式办案和简易程序，"
+    "平均结案时间缩短到三十五天。开展和谐劳动关系创建活动，评选市级和谐劳动关系先进企业二十家，"
+    "指导企业完善劳动规章制度，依法规范劳务派遣用工。下一步将加快智慧人社建设，推进劳动用工备案、"
+    "社会保险登记和就业登记一网通办，为企业和劳动者提供更加便捷高效的服务。",
+)
+TAX_ARREARS = (
+    "答：欠税人应当补缴欠缴的税款和滞纳金，欠税公告包括欠税税种和欠税余额。",
+    "答：欠缴税款数额较大的欠税人处分不动产前应当向税务机关报告。",
+)
+
+
+def without_arrears() -> list[Path]:
+    """The text documents of tests/corpus that do not hold the character 欠: the rest of an index for them."""
+    return [path for path in synthetic_files()
+            if path.suffix != ".html" and "欠" not in path.read_text(encoding="utf-8")]
+
+
 def textless_pdf(path: Path) -> Path:
     """A one-page PDF with no text layer, as a scan without OCR is."""
     from pypdf import PdfWriter

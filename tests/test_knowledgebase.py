@@ -348,3 +348,40 @@ def test_traditional_or_variant_query_finds_what_its_ordinary_form_finds(tmp_pat
             got = [(h.doc_id, h.start, h.matched_terms) for h in kb.search(traditional, mode=mode, k=5)]
             assert got == [(h.doc_id, h.start, h.matched_terms) for h in kb.search(simplified, mode=mode, k=5)]
             assert got
+
+
+def test_a_character_of_the_query_does_not_lift_passages_above_those_with_its_words(tmp_path):
+    """欠薪 searched among a wage rule and a report that hold it once, and tax answers full of its character 欠
+    (欠税, 欠缴), which plain BM25 ranks above the report. In bm25 mode they now come after every passage
+    holding 欠薪; in hybrid mode BM25 does not bring them (the vectors may, below)."""
+    from tests.conftest import TAX_ARREARS, WAGE_ARREARS, without_arrears
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for path in without_arrears():
+        shutil.copy(path, docs / path.name)
+    for name, title, text in (("wages", "工资支付保障规定", WAGE_ARREARS[0]), ("report", "区就业工作总结", WAGE_ARREARS[1]),
+                              ("tax-1", "欠税公告问答", TAX_ARREARS[0]), ("tax-2", "欠缴税款问答", TAX_ARREARS[1])):
+        (docs / f"{name}.txt").write_text(f"{title}\n\n{text}\n", encoding="utf-8")
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([docs])
+    wage = ["docs/wages.txt", "docs/report.txt"]
+    bm25 = [hit.doc_id for hit in kb.search("欠薪", mode="bm25", k=6)]
+    assert bm25[:4] == [*wage, "docs/tax-1.txt", "docs/tax-2.txt"]
+    hybrid = kb.search("欠薪", mode="hybrid", k=10)
+    assert [hit.doc_id for hit in hybrid[:2]] == wage
+    assert {hit.doc_id for hit in hybrid if "bm25" in hit.ranks} == set(wage)
+
+
+def test_an_index_of_one_passage_finds_it_in_bm25_mode(tmp_path):
+    # Each of its terms is in every passage there is: Okapi's idf is negative, and so was rank_bm25's floor.
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "工资支付.txt").write_text("第五十条　工资应当以货币形式按月支付给劳动者本人。不得克扣或者无故拖欠劳动者的工资。\n",
+                                     encoding="utf-8")
+    kb = new_kb(tmp_path / "index")
+    kb.ingest([docs])
+    assert len(kb.chunks) == 1
+    for query in ("拖欠工资", "工资", "劳动者本人"):
+        hits = kb.search(query, mode="bm25", k=5)
+        assert [hit.doc_id for hit in hits] == ["docs/工资支付.txt"] and hits[0].score > 0

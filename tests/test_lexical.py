@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from rank_bm25 import BM25Okapi
 
-from kb.lexical import BM25Index
+from kb.lexical import TINY_INDEX_IDF, BM25Index
 from kb.tokenize import tokenize
-from tests.conftest import DEMO_REPORT, synthetic_files
+from tests.conftest import DEMO_REPORT, TAX_ARREARS, WAGE_ARREARS, synthetic_files, without_arrears
 
 WIDTH, STRIDE = 200, 25
 
@@ -284,3 +284,76 @@ def test_grouped_scores_are_bm25_of_the_groups_read_as_one_text(index, reference
             assert score == pytest.approx(expected, rel=1e-9, abs=1e-12)
         assert got.any()
     assert index.grouped_scores(queries[0], [], average)[0].shape == (0,)
+
+
+def test_one_passage_index_finds_its_passage():
+    # Every term is in every passage: Okapi's idf, log(0.5 / 1.5), is negative, and so is rank_bm25's floor
+    # (a quarter of the average idf), which scored the passage below zero.
+    passage = tokenize("第五十条　工资应当以货币形式按月支付给劳动者本人。不得克扣或者无故拖欠劳动者的工资。")
+    index = BM25Index.build([passage])
+    query = tokenize("拖欠工资")
+    assert BM25Okapi([passage]).get_scores(query)[0] < 0
+    best, scores = index.top(query, k=3)
+    assert list(best) == [0] and scores[0] > 0
+    # A passage with the terms more often scores higher, even when every term is in every passage.
+    richer = BM25Index.build([passage, passage + tokenize("拖欠工资")])
+    assert list(richer.top(query, k=3)[0]) == [1, 0]
+
+
+def test_tiny_index_terms_in_half_the_passages_are_found():
+    """Two and four passages: rank_bm25 gives 0 to a term in exactly half of them, and in two passages its floor
+    is not positive either (every idf is 0 or below), so it finds nothing for 社会保险. Here those terms take
+    the floor (TINY_INDEX_IDF where rank_bm25's is not positive); every other score is rank_bm25's."""
+    texts = ["用人单位应当按月支付劳动者工资。", "劳动者依法享受社会保险待遇。",
+             "用人单位应当依法缴纳社会保险费。", "住房公积金由单位和职工共同缴存。"]
+    for size, floor_positive in ((2, False), (4, True)):
+        passages = [tokenize(text) for text in texts[:size]]
+        index = BM25Index.build(passages)
+        reference = BM25Okapi(passages)
+        query = tokenize("社会保险")
+        assert not (reference.get_scores(query) > 0).any()
+        assert sorted(index.top(query, k=4)[0]) == [1, 2][:size - 1]
+        floor = reference.epsilon * reference.average_idf
+        assert (floor > 0) == floor_positive
+        for term, idf in reference.idf.items():
+            if idf <= 0:
+                reference.idf[term] = floor if floor_positive else TINY_INDEX_IDF
+        for text in ("工资", "社会保险", "用人单位缴纳住房公积金", "劳动者"):
+            np.testing.assert_allclose(index.scores(tokenize(text)), reference.get_scores(tokenize(text)),
+                                       rtol=1e-5, atol=1e-12)
+
+
+
+def test_passages_with_a_longer_query_term_come_before_those_with_its_characters_only():
+    others = [paragraph.strip() for path in without_arrears()
+              for paragraph in path.read_text(encoding="utf-8").split("\n\n") if paragraph.strip()]
+    index = BM25Index.build(tokenize(text) for text in [*others, *WAGE_ARREARS, *TAX_ARREARS])
+    wage, tax = {len(others), len(others) + 1}, {len(others) + 2, len(others) + 3}
+    query = tokenize("欠薪")
+    plain, _ = index.top(query, k=5)
+    assert set(plain[:3]) & tax  # plain BM25: 欠 five times in a short answer beats 欠薪 once in a long text
+    best, scores = index.top_tiered(query, k=5)
+    assert set(best[:2]) == wage and set(best[2:4]) == tax
+    assert sorted(best) == sorted(plain) and scores[0] >= scores[1] and scores[2] >= scores[3]
+    first, _ = index.top_tiered(query, k=5, single_characters=False)
+    assert list(first) == list(best[:2])
+    # Under a mask that admits no passage with 欠薪, the single characters are all there is.
+    no_wage = np.ones(index.n_passages, dtype=bool)
+    no_wage[list(wage)] = False
+    for single_characters in (True, False):
+        assert set(index.top_tiered(query, k=5, mask=no_wage, single_characters=single_characters)[0][:2]) == tax
+    # A one-character query, or a query of longer terms only, ranks as top() ranks.
+    for tokens in (["欠"], ["欠薪", "欠税"]):
+        np.testing.assert_array_equal(index.top_tiered(tokens, k=5)[0], index.top(tokens, k=5)[0])
+
+
+def test_tiered_top_on_real_questions(index, passages, queries):
+    """Passages holding one of the query's bigrams first, each tier by score: on questions of many words the
+    tiers rarely change the plain top k, and never in a way the rule does not call for."""
+    for query in [*queries, tokenize("欠薪"), tokenize("工资 欠")]:
+        scores = index.scores(query)
+        longer = {token for token in query if len(token) > 1}
+        keep = [row for row in range(len(scores)) if scores[row] > 0]
+        tiered = sorted(keep, key=lambda row: (not longer & set(passages[row]), -scores[row], row))
+        for k in (1, 10, 100):
+            assert list(index.top_tiered(query, k)[0]) == tiered[:k]
