@@ -20,7 +20,8 @@ from kb.knowledgebase import KnowledgeBase  # noqa: E402
 # Colloquial questions over tests/corpus, each with the sentence that answers it (verbatim).
 QUESTIONS = {
     "q1": ("老板不按月发工资可以吗", "labour-law-excerpt.md", "工资应当以货币形式按月支付给劳动者本人"),
-    "q2": ("公司经营困难能不能晚点发工资", "zhengzhou-wage-payment-regulation.txt", "用人单位因生产经营困难暂时无法按时支付工资的"),
+    "q2": ("公司经营困难能不能晚点发工资", "zhengzhou-wage-payment-regulation.txt",
+           "用人单位因生产经营困难暂时无法按时支付工资的"),
     "q3": ("老板长期不发薪水打什么电话", "migrant-wage-opinions.txt", "务工人员遇到老板长期不发薪水的"),
     "q4": ("国家有没有最低工资", "labour-law-excerpt.md", "国家实行最低工资保障制度"),
 }
