@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kb.errors import ModelUnavailable
+from kb.errors import IndexMismatch, ModelUnavailable
 from tests.conftest import synthetic_files
 
 pytest.importorskip("onnxruntime")
@@ -132,7 +132,7 @@ def test_a_zero_delta_runs_exactly_as_e5fast_and_an_index_refuses_the_other_mode
     kb = KnowledgeBase(tmp_path / "index", embedder=tuned)
     kb.ingest(synthetic_files()[:2])
     kb.save()
-    with pytest.raises(ModelUnavailable, match="was built with model e5tuned/"):
+    with pytest.raises(IndexMismatch, match="was built with model e5tuned/"):
         KnowledgeBase.load(tmp_path / "index", embedder=base)
 
 
