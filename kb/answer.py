@@ -80,8 +80,9 @@ class AnswerSettings:
     model, and how a sentence's score mixes the model's similarity with the query's words.
 
     A sentence scores similarity(query, sentence) + overlap_weight * (share of the query's words it
-    holds) - rank_discount * (its passage's rank - 1). The weights were chosen on the training part
-    of the eval sets (docs/eval.md, Answer@1).
+    holds) + opening_bonus when it opens its article or paragraph (where a rule is stated; what follows
+    qualifies it) - rank_discount * (its passage's rank - 1). The weights were chosen on the training
+    part of the eval sets (docs/eval.md, Answers).
     """
 
     max_sentences: int = 3
@@ -89,15 +90,16 @@ class AnswerSettings:
     # Sentences embedded per answer at most (those with the best score without the model); the model
     # takes tens of short texts per second on two cores (docs/performance.md, Answers).
     candidates: int = 32
-    overlap_weight: float = 0.1
-    rank_discount: float = 0.01
+    overlap_weight: float = 0.05
+    opening_bonus: float = 0.02
+    rank_discount: float = 0.005
 
     def __post_init__(self) -> None:
         for name in ("max_sentences", "from_top", "candidates"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
-        for name in ("overlap_weight", "rank_discount"):
+        for name in ("overlap_weight", "opening_bonus", "rank_discount"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
@@ -108,10 +110,12 @@ class Candidate:
 
     sentence: AnswerSentence
     overlap: float  # share of the query's words (its BM25 tokens of two characters) in the sentence
+    opens: bool  # the first sentence of its article or paragraph
 
     def prior(self, settings: AnswerSettings) -> float:
         """Its score without the model's similarity."""
-        return settings.overlap_weight * self.overlap - settings.rank_discount * (self.sentence.citation - 1)
+        return (settings.overlap_weight * self.overlap + settings.opening_bonus * self.opens
+                - settings.rank_discount * (self.sentence.citation - 1))
 
 
 def query_words(query: str) -> set[str]:
@@ -138,7 +142,7 @@ def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5) -> list[
         for part in text_parts(hit.text):
             if part.heading or part.preamble:
                 continue
-            for match in _SENTENCE.finditer(hit.text, part.start, part.end):
+            for number, match in enumerate(_SENTENCE.finditer(hit.text, part.start, part.end)):
                 sentence = match.group().strip()
                 if len(sentence) < MIN_SENTENCE_CHARS or sentence in seen or normalize(sentence) in title:
                     continue
@@ -146,7 +150,7 @@ def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5) -> list[
                 start = hit.start + match.start() + len(match.group()) - len(match.group().lstrip())
                 share = len(wanted & set(tokenize(sentence))) / len(wanted)
                 found.append(Candidate(AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence)),
-                                       share))
+                                       share, number == 0))
     return found
 
 
