@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 import streamlit.components.v1 as components
 
-from kb.answer import cite, extractive_answer, group_by_place, group_label, highlight_html
+from kb.answer import cite, group_by_place, group_label, highlight_html
 from kb.errors import IndexNotFound, KbError
 from kb.export import hits_to_csv, hits_to_markdown, places_to_csv
 from kb.ingest import MAX_UPLOAD_BYTES, SUPPORTED_SUFFIXES, save_upload
@@ -155,7 +155,7 @@ def show_results(kb: KnowledgeBase, query: str, hits) -> None:
     if not hits:
         st.info("没有找到相关段落")
         return
-    answer = extractive_answer(query, hits)
+    answer = kb.answer(query, hits)
     if answer:
         with st.container(border=True):
             st.markdown("**摘录回答**(原文句子,编号对应下方结果)")

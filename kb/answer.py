@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import html
 import re
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Callable
 
+import numpy as np
+
+from kb.chunk import text_parts
+from kb.embed import Embedder
 from kb.metadata import place_label
 from kb.records import AnswerSentence, Citation, Hit, PlaceGroup
-from kb.tokenize import normalize, tokenize
+from kb.tokenize import normalize, to_simplified, tokenize
 from kb.zh import SENTENCE_ENDS
 
 
@@ -64,40 +71,144 @@ def _term_spans(text: str, terms) -> list[tuple[int, int]]:
 # A quoted sentence ends where the chunker may cut one, or at a line end (a 第X条 starts a line).
 _SENTENCE = re.compile(f"[^{SENTENCE_ENDS}\\n]+[{SENTENCE_ENDS}]?")
 MIN_SENTENCE_CHARS = 8
+SENTENCE_CACHE_SIZE = 4096  # sentence vectors kept: the app asks again for the answer it just showed
 
 
-def extractive_answer(query: str, hits: list[Hit], max_sentences: int = 3, from_top: int = 5) -> list[AnswerSentence]:
-    """The few sentences of the top passages that best answer `query`, quoted, each citing its hit.
+@dataclass(frozen=True)
+class AnswerSettings:
+    """How an extractive answer is chosen: from which passages, how many sentences are weighed by the
+    model, and how a sentence's score mixes the model's similarity with the query's words.
 
-    A sentence scores by the share of the query's words (its character pairs, question words
-    dropped: the BM25 tokens) that it contains, discounted by its passage's rank, so a sentence of
-    the first passage wins a tie. Nothing is generated: every sentence is a span of a source.
+    A sentence scores similarity(query, sentence) + overlap_weight * (share of the query's words it
+    holds) + opening_bonus when it opens its article or paragraph (where a rule is stated; what follows
+    qualifies it) - rank_discount * (its passage's rank - 1). The weights were chosen on the training
+    part of the eval sets (docs/eval.md, Answers).
     """
-    wanted = {token for token in tokenize(query) if len(token) > 1} or set(tokenize(query))
+
+    max_sentences: int = 3
+    from_top: int = 5  # passages quoted from
+    # Sentences embedded per answer at most (those with the best score without the model); the model
+    # takes tens of short texts per second on two cores (docs/performance.md, Answers).
+    candidates: int = 32
+    overlap_weight: float = 0.05
+    opening_bonus: float = 0.02
+    rank_discount: float = 0.005
+
+    def __post_init__(self) -> None:
+        for name in ("max_sentences", "from_top", "candidates"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        for name in ("overlap_weight", "opening_bonus", "rank_discount"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A sentence of a top passage that may be quoted, with what is known of it before the model."""
+
+    sentence: AnswerSentence
+    overlap: float  # share of the query's words (its BM25 tokens of two characters) in the sentence
+    opens: bool  # the first sentence of its article or paragraph
+
+    def prior(self, settings: AnswerSettings) -> float:
+        """Its score without the model's similarity."""
+        return (settings.overlap_weight * self.overlap + settings.opening_bonus * self.opens
+                - settings.rank_discount * (self.sentence.citation - 1))
+
+
+def query_words(query: str) -> set[str]:
+    """What a sentence shares with the query: its character pairs, question words dropped (the BM25
+    tokens), in simplified characters; its single characters when it has no pair."""
+    tokens = tokenize(to_simplified(query))
+    return {token for token in tokens if len(token) > 1} or set(tokens)
+
+
+def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5) -> list[Candidate]:
+    """The sentences of the first `from_top` hits that an answer may quote, in order of hit and place.
+
+    Never a heading (第X章, a Markdown heading, a short numbered title: the chunker's rules,
+    chunk.text_parts), the enactment history above a law's text, or the document's title; a
+    sentence found in two overlapping passages counts once, in the better one.
+    """
+    wanted = query_words(query)
     if not wanted:
         return []
-    scored = []
-    for hit in hits[:from_top]:
-        for match in _SENTENCE.finditer(hit.text):
-            sentence = match.group().strip()
-            if len(sentence) < MIN_SENTENCE_CHARS:
-                continue
-            share = len(wanted & set(tokenize(sentence))) / len(wanted)
-            if share == 0:
-                continue
-            offset = match.start() + (len(match.group()) - len(match.group().lstrip()))
-            start = hit.start + offset
-            scored.append((share / (1 + 0.1 * (hit.rank - 1)), hit.rank, start,
-                           AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence))))
-    best: list[AnswerSentence] = []
+    found: list[Candidate] = []
     seen: set[str] = set()
-    for _, _, _, answer in sorted(scored, key=lambda item: (-item[0], item[1], item[2])):
-        if answer.text not in seen:  # the same sentence in two overlapping passages counts once
-            seen.add(answer.text)
-            best.append(answer)
-        if len(best) == max_sentences:
-            break
-    return best
+    for hit in hits[:from_top]:
+        title = normalize(hit.title)
+        for part in text_parts(hit.text):
+            if part.heading or part.preamble:
+                continue
+            for number, match in enumerate(_SENTENCE.finditer(hit.text, part.start, part.end)):
+                sentence = match.group().strip()
+                if len(sentence) < MIN_SENTENCE_CHARS or sentence in seen or normalize(sentence) in title:
+                    continue
+                seen.add(sentence)
+                start = hit.start + match.start() + len(match.group()) - len(match.group().lstrip())
+                share = len(wanted & set(tokenize(sentence))) / len(wanted)
+                found.append(Candidate(AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence)),
+                                       share, number == 0))
+    return found
+
+
+Embed = Callable[[list[str]], np.ndarray]
+
+
+def extractive_answer(query: str, hits: list[Hit], settings: AnswerSettings = AnswerSettings(), *,
+                      query_vector: np.ndarray | None = None, embed: Embed | None = None) -> list[AnswerSentence]:
+    """The few sentences of the top passages that best answer `query`, quoted, each citing its hit.
+
+    With the query's vector and `embed` (the index's model on passages), a sentence scores by the
+    model's similarity to the query plus the share of the query's words it holds, less a little per
+    rank of its passage (AnswerSettings); only the `candidates` best by words and rank go to the
+    model. Without them, by words and rank alone, and a sentence must share a word. Nothing is
+    generated: every sentence is a span of a source.
+    """
+    candidates = candidate_sentences(query, hits, settings.from_top)
+    if query_vector is None or embed is None:
+        embed = None
+        candidates = [candidate for candidate in candidates if candidate.overlap > 0]
+    # Stable sorts: a tie goes to the better passage, then to the earlier sentence.
+    candidates = sorted(candidates, key=lambda candidate: -candidate.prior(settings))[:settings.candidates]
+    if not candidates:
+        return []
+    scores = np.array([candidate.prior(settings) for candidate in candidates])
+    if embed is not None and query_vector is not None:
+        scores += embed([candidate.sentence.text for candidate in candidates]) @ query_vector
+    order = sorted(range(len(candidates)), key=lambda i: -scores[i])
+    return [candidates[i].sentence for i in order[:settings.max_sentences]]
+
+
+class Answerer:
+    """Extractive answers with an index's model; the vectors of sentences quoted lately are kept."""
+
+    def __init__(self, embedder: Embedder, query_vector: Callable[[str], np.ndarray]):
+        self._embedder = embedder
+        self._query_vector = query_vector
+        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def answer(self, query: str, hits: list[Hit], settings: AnswerSettings = AnswerSettings()) -> list[AnswerSentence]:
+        """extractive_answer with the model: `query` as the search took it (see KnowledgeBase.answer)."""
+        if not query_words(query) or not hits:
+            return []
+        return extractive_answer(query, hits, settings, query_vector=self._query_vector(query), embed=self._embed)
+
+    def _embed(self, sentences: list[str]) -> np.ndarray:
+        with self._lock:
+            known = {text: self._vectors[text] for text in sentences if text in self._vectors}
+        missing = list(dict.fromkeys(text for text in sentences if text not in known))
+        if missing:
+            fresh = dict(zip(missing, self._embedder.embed_passages(missing)))
+            known.update(fresh)
+            with self._lock:
+                self._vectors.update(fresh)
+                while len(self._vectors) > SENTENCE_CACHE_SIZE:
+                    self._vectors.popitem(last=False)
+        return np.stack([known[text] for text in sentences])
 
 
 def group_label(group: PlaceGroup) -> str:

@@ -237,6 +237,27 @@ class _Splitter:
             self.units.append(_Unit(a, b, self.sec, self.path, article, False))
 
 
+@dataclass(frozen=True)
+class TextPart:
+    """A line or a whole law article of a text, as the chunker reads it."""
+
+    start: int
+    end: int
+    heading: bool  # nothing but a heading: 第X章, a Markdown # line, the title line, a short numbered title
+    article: str  # the 第X条 it belongs to; "" outside articles
+    preamble: bool  # the enactment history above INFO_END (with the marker itself)
+
+
+def text_parts(text: str) -> list[TextPart]:
+    """The lines and articles of `text` (a document, or one passage of it) in order, each saying
+    whether the chunker takes it for a heading: the one set of heading rules, for what quotes text too."""
+    whole = len(text) + 1  # nothing is cut: one part per line or article
+    info = text.find(INFO_END)
+    preamble_end = info + len(INFO_END) if info >= 0 else 0
+    return [TextPart(unit.start, unit.end, unit.heading, unit.article, unit.end <= preamble_end)
+            for unit in _Splitter(text, whole, whole).run()]
+
+
 def _pack(units: list[_Unit], size: int, min_size: int, article_size: int) -> list[list[_Unit]]:
     """Greedily fill chunks of one section up to `size` (`article_size` when a unit is a law
     article); then let a short last chunk borrow from the one before."""

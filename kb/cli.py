@@ -29,7 +29,7 @@ Knowledge base for Chinese policy documents: hybrid BM25 + vector search with ci
   kb search "劳动合同法第三十八条"                 that article first; 国办发[2020]4号 finds that number
   kb info                                        what the index holds
   kb check                                       verify the index: checksums, structure, cache
-  kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k per mode
+  kb eval --queries Q --qrels R --all-modes      nDCG@10, Recall, MRR, Success@k, Answer@1 per mode (and kind)
   kb tune --index I --queries Q --qrels R --evidence E --out M.npz   fine-tune the embedder (st extra)
 
 The index lives in ./index unless --index or $KB_INDEX says otherwise."""
@@ -129,6 +129,8 @@ def _parser() -> argparse.ArgumentParser:
     search.add_argument("--type", default="", dest="doc_type",
                         help="only these document types, comma-separated: 地方性法规,通知 (see `kb info`)")
     search.add_argument("--json", action="store_true", help="print a JSON array of hits")
+    search.add_argument("--no-answer", action="store_true",
+                        help="no extractive answer above the passages (it quotes the sentences that answer best)")
     search.add_argument("--model", default=None, help=model_help)
     search.set_defaults(run=_search)
 
@@ -145,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--index", default=default_index, help=index_help)
     check.set_defaults(run=_check)
 
-    evaluate = commands.add_parser("eval", help="retrieval metrics on labelled queries (BEIR files)")
+    evaluate = commands.add_parser("eval", help="retrieval and answer metrics on labelled queries (BEIR files)")
     evaluate.add_argument("--queries", required=True, help="queries.jsonl ({_id, text} per line)")
     evaluate.add_argument("--qrels", required=True, help="qrels.tsv (query-id, corpus-id, score)")
     evaluate.add_argument("--evidence", help="evidence.jsonl ({query-id, corpus-id, text}) for Success@k")
@@ -157,7 +159,11 @@ def _parser() -> argparse.ArgumentParser:
                           help="only the queries of this part of the fixed 80/20 split by query id (kb tune trains"
                           " on train; measure on validation)")
     evaluate.add_argument("--limit", type=int, default=None, help="only the first N queries")
-    evaluate.add_argument("--json", action="store_true", help="print {mode: {metric: value}}")
+    evaluate.add_argument("--no-answer", action="store_true",
+                          help="skip Answer@1 (the first sentence of the extractive answer on the evidence), which"
+                          " embeds the candidate sentences of every query's answer")
+    evaluate.add_argument("--json", action="store_true",
+                          help="print {mode: {metric: value, kinds: {kind: {metric: value}}}}")
     evaluate.add_argument("--write", metavar="FILE.md", default=None,
                           help="also put the table, settings and index size into FILE.md, between"
                           " <!-- kb eval NAME --> markers (replaced on each run, the rest of the file kept)")
@@ -225,12 +231,19 @@ def _search(args) -> int:
 
     filters = Filters(prefix=args.prefix, place=args.place, since=args.since, until=args.until,
                       doc_types=tuple(t.strip() for t in args.doc_type.replace("，", ",").split(",") if t.strip()))
-    hits = KnowledgeBase.load(args.index, args.model).search(args.query, mode=args.mode, k=args.k, filters=filters)
+    kb = KnowledgeBase.load(args.index, args.model)
+    hits = kb.search(args.query, mode=args.mode, k=args.k, filters=filters)
     if args.json:
         _print(_json([hit_to_json(hit) for hit in hits]))
         return 0
     if not hits:
         _print("no passages found")
+    answer = [] if args.no_answer else kb.answer(args.query, hits)
+    if answer:
+        _print("answer (sentences quoted from the passages below):")
+        for sentence in answer:
+            _print(f"  {sentence.text} [{sentence.citation}]")
+        _print()
     for hit in hits:
         _print(f"[{hit.rank}] {cite(hit).label()}  (score {hit.score:.4f})")
         _print("    " + hit.text.replace("\n", "\n    "))
@@ -275,28 +288,31 @@ def _counts(counts: dict[str, int], empty: str) -> str:
 
 
 def _eval(args) -> int:
-    from kb.eval import evaluate, load_eval_set, markdown_table, report, write_report
+    from kb.eval import ALL, evaluate_by_kind, kind_tables, load_eval_set, markdown_table, report, write_report
     from kb.knowledgebase import KnowledgeBase
 
     data = load_eval_set(args.queries, args.qrels, args.evidence).split(args.split).head(args.limit or None)
     kb = KnowledgeBase.load(args.index, args.model)
     documents = {doc.id: doc.text for doc in kb.documents}
     modes = ("bm25", "vector", "hybrid") if args.all_modes else (args.mode or "hybrid",)
+    answer = None if args.no_answer else kb.answer
     results = {}
     for mode in modes:
         progress = None if args.json else _ProgressBar(f"eval {mode}")
-        results[mode] = evaluate(lambda query, k: kb.search(query, mode=mode, k=k, terms=False), data, documents,
-                                 None if progress is None else functools.partial(progress, "queries"))
+        results[mode] = evaluate_by_kind(lambda query, k: kb.search(query, mode=mode, k=k, terms=False), data,
+                                         documents, None if progress is None else functools.partial(progress, "queries"),
+                                         answer)
     if args.write:
         name = args.name or Path(args.queries).resolve().parent.name
         write_report(args.write, name, report(name, results, kb.info(), kb.manifest))
     if args.json:
-        _print(_json(results))
+        _print(_json({mode: {**parts[ALL], "kinds": {kind: values for kind, values in parts.items() if kind != ALL}}
+                      for mode, parts in results.items()}))
         return 0
-    first = results[modes[0]]
+    first = results[modes[0]][ALL]
     _print(f"{first['queries']} queries, evidence located for {first['evidence_located']}; "
-          f"index: {kb.info()['documents']} documents, {kb.info()['passages']} passages")
-    _print("\n".join(markdown_table(results)))
+           f"index: {kb.info()['documents']} documents, {kb.info()['passages']} passages")
+    _print("\n".join(markdown_table({mode: parts[ALL] for mode, parts in results.items()}) + kind_tables(results)))
     if args.write:
         _print(f"written to {args.write} (block {name!r})")
     return 0

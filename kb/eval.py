@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from kb.errors import BadEvalData, BadQuery
-from kb.records import Hit
+from kb.records import AnswerSentence, Hit
 from kb.search import SearchSettings
 from kb.zh import normalize_text
 
@@ -22,6 +22,8 @@ PASSAGE_DEPTH = 300  # passages fetched per query, so ~100 distinct documents re
 SPLITS = ("train", "validation")
 VALIDATION_SHARE = 5  # one query in five is validation: an 80/20 split
 METRICS = ("nDCG@10", "Recall@10", "Recall@100", "MRR@10", "Success@1", "Success@5", "Success@10")
+# The first sentence of the extractive answer overlaps an evidence span (as Success@1 for the first passage).
+ANSWER_METRIC = "Answer@1"
 
 
 @dataclass(frozen=True)
@@ -106,43 +108,76 @@ def load_eval_folder(folder: str | Path) -> EvalSet:
     return load_eval_set(folder / "queries.jsonl", folder / "qrels.tsv", evidence if evidence.exists() else None)
 
 
+Answer = Callable[[str, list[Hit]], list[AnswerSentence]]
+
+
 def evaluate(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: dict[str, str],
-             progress: Callable[[int, int], None] | None = None) -> dict[str, float]:
+             progress: Callable[[int, int], None] | None = None, answer: Answer | None = None) -> dict[str, float]:
     """Mean metrics over `data` for one search function; `documents` maps indexed doc id -> text.
 
     Document level: hits collapse to their document at its best rank; a document matches a qrels
     corpus-id when its id ends with that path. Passage level: Success@k counts a query when one of its
     top-k passages overlaps the evidence span; queries whose evidence cannot be located are left out of it.
+    With `answer` (query, hits -> quoted sentences), ANSWER_METRIC counts a query whose first quoted
+    sentence overlaps an evidence span, over the same queries.
     """
+    return evaluate_by_kind(search, data, documents, progress, answer)[ALL]
+
+
+def evaluate_by_kind(search: Callable[[str, int], list[Hit]], data: EvalSet, documents: dict[str, str],
+                     progress: Callable[[int, int], None] | None = None,
+                     answer: Answer | None = None) -> dict[str, dict[str, float]]:
+    """evaluate's metrics over all queries (key ALL) and over the queries of each `kind`, when they carry one."""
     corpus_ids = {cid for rels in data.qrels.values() for cid in rels}
     corpus_ids |= {cid for items in data.evidence.values() for cid, _ in items}
     resolve = _resolver(corpus_ids, documents)
-    totals = dict.fromkeys(METRICS, 0.0)
-    located = 0
+    scores: dict[str, dict[str, float]] = {}
     for done, (qid, text) in enumerate(data.queries.items(), 1):
-        try:
-            hits = search(text, PASSAGE_DEPTH)
-        except BadQuery:
-            hits = []
-        ranking = _collapse(hits)
-        relevant = {doc_id: grade for cid, grade in data.qrels[qid].items() if (doc_id := resolve(cid))}
-        for name, value in _document_metrics(ranking, relevant, list(data.qrels[qid].values())).items():
-            totals[name] += value
-        spans = _evidence_spans(data.evidence.get(qid, []), resolve, documents)
-        if spans:
-            located += 1
-            for k in (1, 5, 10):
-                totals[f"Success@{k}"] += any(
-                    hit.doc_id == doc and hit.start < end and start < hit.end
-                    for hit in hits[:k] for doc, start, end in spans)
+        scores[qid] = _query_scores(search, text, data.qrels[qid], data.evidence.get(qid, []), resolve, documents,
+                                    answer)
         if progress:
             progress(done, len(data.queries))
-    count = len(data.queries)
-    result = {name: totals[name] / count for name in METRICS if not name.startswith("Success")}
-    result.update({name: (totals[name] / located if located else float("nan"))
-                   for name in METRICS if name.startswith("Success")})
-    result["queries"] = count
-    result["evidence_located"] = located
+    parts = {ALL: list(scores.values())}
+    for kind in sorted(set(data.kinds.values())):
+        parts[kind] = [scores[qid] for qid, of in data.kinds.items() if of == kind]
+    return {part: _means(rows, answer is not None) for part, rows in parts.items()}
+
+
+ALL = "all"  # evaluate_by_kind's key for every query
+
+
+def _query_scores(search, text: str, qrels: dict[str, float], evidence: list[tuple[str, str]], resolve,
+                  documents: dict[str, str], answer: Answer | None) -> dict[str, float]:
+    """One query's metrics; the passage-level ones only when its evidence is located."""
+    try:
+        hits = search(text, PASSAGE_DEPTH)
+    except BadQuery:
+        hits = []
+    relevant = {doc_id: grade for cid, grade in qrels.items() if (doc_id := resolve(cid))}
+    values = _document_metrics(_collapse(hits), relevant, list(qrels.values()))
+    spans = _evidence_spans(evidence, resolve, documents)
+    if spans:
+        def on_evidence(doc_id: str, start: int, end: int) -> bool:
+            return any(doc_id == doc and start < stop and begin < end for doc, begin, stop in spans)
+
+        for k in (1, 5, 10):
+            values[f"Success@{k}"] = float(any(on_evidence(hit.doc_id, hit.start, hit.end) for hit in hits[:k]))
+        if answer is not None:
+            quoted = answer(text, hits) if hits else []
+            values[ANSWER_METRIC] = float(bool(quoted) and on_evidence(quoted[0].doc_id, quoted[0].start,
+                                                                       quoted[0].end))
+    return values
+
+
+def _means(rows: list[dict[str, float]], answers: bool) -> dict[str, float]:
+    """Mean of each metric: document-level ones over all rows, passage-level ones over the rows that have them."""
+    located = [row for row in rows if "Success@1" in row]
+    result = {name: sum(row[name] for row in rows) / len(rows) for name in METRICS if not name.startswith("Success")}
+    passage_metrics = [name for name in METRICS if name.startswith("Success")] + ([ANSWER_METRIC] if answers else [])
+    result.update({name: (sum(row[name] for row in located) / len(located) if located else float("nan"))
+                   for name in passage_metrics})
+    result["queries"] = len(rows)
+    result["evidence_located"] = len(located)
     return result
 
 
@@ -159,19 +194,35 @@ def judgements(data: EvalSet, documents: dict[str, str]
     return relevant, spans
 
 
-def markdown_table(results: dict[str, dict[str, float]]) -> list[str]:
-    """One Markdown table row per mode, METRICS as columns (— for a metric that could not be measured)."""
-    lines = ["| mode | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+def markdown_table(results: dict[str, dict[str, float]], label: str = "mode") -> list[str]:
+    """One Markdown table row per mode, METRICS as columns, and ANSWER_METRIC when measured (— for a
+    metric that could not be measured)."""
+    columns = METRICS + ((ANSWER_METRIC,) if any(ANSWER_METRIC in values for values in results.values()) else ())
+    lines = [f"| {label} | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     for mode, values in results.items():
-        cells = ["—" if math.isnan(values[m]) else f"{values[m]:.3f}" for m in METRICS]
+        cells = ["—" if math.isnan(values.get(m, math.nan)) else f"{values[m]:.3f}" for m in columns]
         lines.append(f"| {mode} | " + " | ".join(cells) + " |")
     return lines
 
 
-def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest: Manifest | None,
+def kind_tables(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """For each kind of query, its table over the modes (results: mode -> part -> metrics); nothing
+    when the queries carry no kind."""
+    modes = list(results)
+    kinds = [part for part in results[modes[0]] if part != ALL] if modes else []
+    lines: list[str] = []
+    for kind in kinds:
+        count = results[modes[0]][kind]["queries"]
+        lines += ["", f"kind `{kind}` ({count:,} queries):", "",
+                  *markdown_table({mode: results[mode][kind] for mode in modes})]
+    return lines
+
+
+def report(name: str, results: dict[str, dict[str, dict[str, float]]], info: dict, manifest: Manifest | None,
            settings: SearchSettings = SearchSettings()) -> str:
-    """The Markdown block `kb eval --write` keeps in a document: what was measured, on what, and the table."""
-    first = next(iter(results.values()))
+    """The Markdown block `kb eval --write` keeps in a document: what was measured, on what, the table
+    and, when the queries carry a kind, a table per kind (results: mode -> evaluate_by_kind's parts)."""
+    first = next(iter(results.values()))[ALL]
     chunking = info["chunking"]
     build_bytes = sum(entry.bytes for entry in manifest.files.values()) if manifest else 0
     bm25 = manifest.bm25 if manifest else {}
@@ -192,7 +243,8 @@ def report(name: str, results: dict[str, dict[str, float]], info: dict, manifest
         f"{settings.document_min_coverage:.2f} of the query's bigrams, hierarchy step "
         f"{settings.hierarchy_step:g}, comparison step {settings.comparison_step:g}.",
         "",
-        *markdown_table(results),
+        *markdown_table({mode: parts[ALL] for mode, parts in results.items()}),
+        *kind_tables(results),
     ]
     return "\n".join(lines)
 

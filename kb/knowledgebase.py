@@ -15,14 +15,15 @@ from typing import Callable, Iterable
 import numpy as np
 
 from kb import __version__, store
+from kb.answer import Answerer, AnswerSettings
 from kb.chunk import ChunkSettings, chunk_document, indexed_text
 from kb.embed import DEFAULT_MODEL, Embedder, make_embedder
 from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexWriteError, ModelUnavailable, UnreadableFile
 from kb.ingest import SourceFile, discover, file_digest, is_under, read_document, shown
 from kb.lexical import BM25Index, TermCounts, count_terms
 from kb.metadata import METADATA_VERSION, with_metadata
-from kb.records import Chunk, Document, Hit, IngestReport, Skipped
-from kb.search import Filters, Searcher, SearchSettings
+from kb.records import AnswerSentence, Chunk, Document, Hit, IngestReport, Skipped
+from kb.search import Filters, Searcher, SearchSettings, prepare_query
 from kb.tokenize import DEFAULT_TOKENIZER, TOKENIZERS, tokenize, tokenizer_id
 from kb.vectors import VectorIndex, VectorIndexSettings
 
@@ -295,6 +296,13 @@ class KnowledgeBase:
         place, dates, document type) restrict the documents."""
         return self._searcher.search(query, mode, k, filters=filters, settings=settings, terms=terms)
 
+    def answer(self, query: str, hits: list[Hit], settings: AnswerSettings = AnswerSettings()) -> list[AnswerSentence]:
+        """The sentences of the top `hits` that best answer `query`, quoted and citing their hit: the
+        model's query-sentence similarity plus the query's words (kb.answer.extractive_answer). A query
+        in traditional characters gets the answer of its simplified form."""
+        query = prepare_query(query)
+        return self._answerer.answer(query, hits, settings)
+
     def document(self, doc_id: str) -> Document:
         """The document with this id (KeyError if it is not indexed)."""
         return self._documents[doc_id]
@@ -368,6 +376,7 @@ class KnowledgeBase:
         self._vectors = VectorIndex(vectors, self.vector_index, ann)
         self._bm25 = bm25
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
+        self._answerer = Answerer(self.embedder, self._searcher.query_vector)
 
 
 def _covered(ids: list[str], skipped: list[Skipped]) -> dict[str, set[str]]:

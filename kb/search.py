@@ -168,7 +168,7 @@ class Searcher:
             raise BadQuery(f"unknown mode {mode!r}: use one of {', '.join(MODES)}")
         if not isinstance(k, int) or not 1 <= k <= MAX_K:
             raise BadQuery(f"k must be a whole number from 1 to {MAX_K}, not {k!r}")
-        query = to_simplified(_clean_query(query))
+        query = prepare_query(query)
         if not re.search(r"\w", query):
             raise BadQuery("the query has no words: type some words or a question")
         mask = self._mask(filters or Filters())
@@ -229,6 +229,11 @@ class Searcher:
         admitted = np.fromiter((filters.admits(doc) for doc in self._doc_list), dtype=bool, count=len(self._doc_list))
         return admitted[self._layout.doc_of_passage]
 
+    def query_vector(self, query: str) -> np.ndarray:
+        """The model's vector of `query` as a search takes it (prepare_query), from the cache of
+        queries searched when it is there."""
+        return self._embed_query(prepare_query(query))
+
     def _embed_query(self, query: str) -> np.ndarray:
         # Comparing modes, evaluating and re-rendering the app ask the same query again and again.
         with self._cache_lock:
@@ -247,6 +252,12 @@ def _law_title(title: str) -> str:
     """A title as a query names the law: 中华人民共和国劳动合同法(2012-12-28) -> 劳动合同法."""
     title = without_title_date(normalize(title)).strip().strip("《》")
     return title.removeprefix("中华人民共和国")
+
+
+def prepare_query(query: str) -> str:
+    """A query as search reads it: control characters dropped, characters normalised as documents are,
+    cut to MAX_QUERY_CHARS, traditional characters made simplified (BadQuery for what is not text)."""
+    return to_simplified(_clean_query(query))
 
 
 def _clean_query(query: str) -> str:

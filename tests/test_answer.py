@@ -1,11 +1,14 @@
-"""Citations and highlighted HTML: escaped text, marks around matched terms only; text made safe for HTML and Markdown."""
+"""Citations, extractive answers (never a heading), highlighted HTML from escaped text; text made safe for HTML and
+Markdown."""
 import re
 import string
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kb.answer import cite, highlight_html, hit_to_json
+from kb.answer import AnswerSettings, candidate_sentences, cite, extractive_answer, highlight_html, hit_to_json
+from kb.embed.fake import FakeEmbedder
 from kb.markup import html_text, markdown_text, one_line
 from kb.records import Hit
 from kb.search import matched_terms
@@ -69,3 +72,52 @@ def test_a_title_with_blank_lines_stays_on_one_escaped_line():
     assert html_text(title) == "保障农民工工资支付条例 **粗体** &lt;img src=x onerror=alert(1)&gt;"
     assert markdown_text("![t](http://h/x.png) $x$ :red[工资]") == \
         r"\!\[t\]\(http\:\/\/h\/x\.png\) \$x\$ \:red\[工资\]"
+
+
+# From 劳动法 as the laws archive writes it: title, enactment history, a chapter heading, articles.
+LABOUR_LAW = ("# 中华人民共和国劳动法\n\n1994年7月5日 第八届全国人民代表大会常务委员会第八次会议通过\n\n<!-- INFO END -->\n\n"
+              "## 第七章 女职工和未成年工特殊保护\n\n第五十八条 国家对女职工和未成年工实行特殊劳动保护。\n\n"
+              "未成年工是指年满十六周岁未满十八周岁的劳动者。\n\n"
+              "第五十九条 禁止安排女职工从事矿山井下、国家规定的第四级体力劳动强度的劳动和其他禁忌从事的劳动。")
+# A notice whose title opens its text, with report-style numbered titles.
+NOTICE = ("关于做好女职工特殊劳动保护工作的通知\n一、女职工特殊劳动保护\n各用人单位应当落实女职工特殊劳动保护措施,"
+          "不得安排怀孕女职工从事禁忌从事的劳动。\n二、工作要求")
+
+
+def test_headings_titles_and_enactment_history_are_never_quoted():
+    hits = [make_hit(LABOUR_LAW, start=0, end=len(LABOUR_LAW), article="第五十八条至第五十九条"),
+            make_hit(NOTICE, rank=2, doc_id="policies/notice.txt", title="关于做好女职工特殊劳动保护工作的通知",
+                     start=0, end=len(NOTICE), article="", section="")]
+    headings = {"# 中华人民共和国劳动法", "## 第七章 女职工和未成年工特殊保护", "第七章 女职工和未成年工特殊保护",
+                "关于做好女职工特殊劳动保护工作的通知", "一、女职工特殊劳动保护", "二、工作要求"}
+    embedder = FakeEmbedder()
+    for query in ("女职工和未成年工特殊保护", "中华人民共和国劳动法 第八次会议通过", "女职工特殊劳动保护工作 通知",
+                  "工作要求"):
+        vector = embedder.embed_queries([query])[0]
+        for answer in (extractive_answer(query, hits),
+                       extractive_answer(query, hits, query_vector=vector, embed=embedder.embed_passages)):
+            quoted = {sentence.text for sentence in answer}
+            assert not quoted & headings and not any("INFO END" in text or "会议通过" in text for text in quoted)
+            for sentence in answer:
+                hit = hits[sentence.citation - 1]
+                assert hit.text[sentence.start - hit.start:sentence.end - hit.start] == sentence.text
+    # The heading's words are those of its article: the article is quoted instead.
+    first = extractive_answer("女职工和未成年工特殊保护", hits)[0]
+    assert first.text == "第五十八条 国家对女职工和未成年工实行特殊劳动保护。"
+    assert [candidate.sentence.text for candidate in candidate_sentences("劳动", hits[:1])] == [
+        "第五十八条 国家对女职工和未成年工实行特殊劳动保护。", "未成年工是指年满十六周岁未满十八周岁的劳动者。",
+        "第五十九条 禁止安排女职工从事矿山井下、国家规定的第四级体力劳动强度的劳动和其他禁忌从事的劳动。"]
+
+
+def test_the_answer_quotes_the_sentence_on_the_matter_asked_not_one_sharing_only_general_words():
+    text = ("第五十八条 国家对女职工和未成年工实行特殊劳动保护。\n\n"
+            "第六十一条 不得安排女职工在怀孕期间从事国家规定的第三级体力劳动强度的劳动和孕期禁忌从事的劳动。")
+    hits = [make_hit(text, start=0, end=len(text))]
+    query = "怀孕期间的女职工能从事哪些劳动"
+    # Both sentences hold 女职工 and 劳动; only one is about pregnancy.
+    embedder = FakeEmbedder()
+    answer = extractive_answer(query, hits, query_vector=embedder.embed_queries([query])[0],
+                               embed=embedder.embed_passages)
+    assert answer[0].text.startswith("第六十一条")
+    with pytest.raises(ValueError, match="candidates"):
+        AnswerSettings(candidates=0)

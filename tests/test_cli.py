@@ -1,5 +1,6 @@
 """The kb command in-process: ingest summary, search output and JSON, info, eval JSON, one-line errors."""
 import json
+import re
 import shutil
 
 import pytest
@@ -44,7 +45,13 @@ def test_search_json_and_text(index, capsys):
 
     assert main(["search", "产业工人", "--index", str(index), "--mode", "bm25", "-k", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("[1] 《") and "[2] 《" in out and "字符 " in out
+    # The answer first: sentences quoted from the passages, each with the number of its passage.
+    answer, passages = out.split("\n\n", 1)
+    assert answer.startswith("answer (") and re.search(r"产业工人.*。 \[[12]\]$", answer)
+    assert all(line.split(" [")[0].strip() in text for line in answer.splitlines()[1:])
+    assert passages.startswith("[1] 《") and "[2] 《" in passages and "字符 " in passages
+    assert main(["search", "产业工人", "--index", str(index), "--mode", "bm25", "-k", "2", "--no-answer"]) == 0
+    assert capsys.readouterr().out.startswith("[1] 《")
 
 
 def test_search_filters_and_metadata_fields(index, capsys):

@@ -71,7 +71,7 @@ def test_compare_by_place_lists_the_cities_and_provinces_side_by_side(corpus_kb)
 
 def test_extractive_answer_quotes_sentences_of_the_top_passages(corpus_kb):
     hits = corpus_kb.search(QUESTION, k=10)
-    answer = extractive_answer(QUESTION, hits)
+    answer = corpus_kb.answer(QUESTION, hits)
     assert 1 <= len(answer) <= 3
     documents = {doc.id: doc.text for doc in corpus_kb.documents}
     for sentence in answer:
@@ -80,7 +80,17 @@ def test_extractive_answer_quotes_sentences_of_the_top_passages(corpus_kb):
         cited = hits[sentence.citation - 1]
         assert cited.rank == sentence.citation and cited.start <= sentence.start < sentence.end <= cited.end
     assert any("协商代表" in sentence.text for sentence in answer)
+    assert corpus_kb.answer("？？", hits) == [] and corpus_kb.answer(QUESTION, []) == []
     assert extractive_answer("？？", hits) == [] and extractive_answer(QUESTION, []) == []
+
+
+def test_a_traditional_query_gets_the_answer_of_its_simplified_form(corpus_kb):
+    for simplified, traditional in (("工资集体协商", "工資集體協商"), (QUESTION, "企業工資集體協商中職工方協商代表受到哪些保護")):
+        answer = corpus_kb.answer(simplified, corpus_kb.search(simplified, k=10))
+        assert answer and corpus_kb.answer(traditional, corpus_kb.search(traditional, k=10)) == answer
+        # The words are what match: the traditional form alone shares none with the simplified text.
+        assert extractive_answer(traditional, corpus_kb.search(simplified, k=10)) == \
+            extractive_answer(simplified, corpus_kb.search(simplified, k=10))
 
 
 def test_exports_carry_citations_and_gbt7714_references(corpus_kb):

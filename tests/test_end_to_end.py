@@ -156,3 +156,46 @@ def test_local_regulations_compared_by_place_with_the_real_model(tmp_path, share
     for place in ("浙江省/杭州市", "浙江省/宁波市", "山东省", "河南省"):
         assert place in places, places
     assert len(places) >= 6
+
+
+# National labour laws and regulations with the local rules beside them: the pregnancy and wage articles
+# of one law compete with those of the others (劳动法 第六十一条 also speaks of pregnant workers).
+LABOUR_TEXTS = ("社会法/劳动合同法(2012-12-28).md", "社会法/劳动法(2018-12-29).md", "社会法/就业促进法(2015-04-24).md",
+                "社会法/社会保险法(2018-12-29).md", "社会法/工会法(2021-12-24).md", "社会法/妇女权益保障法(2022-10-30).md",
+                "行政法规/保障农民工工资支付条例(2019-12-30).md", "行政法规/劳动合同法实施条例(2008-09-18).md",
+                "行政法规/女职工劳动保护特别规定(2012-04-28).md")
+
+
+def quoted_article(kb: KnowledgeBase, query: str) -> tuple[str, str]:
+    """(title, 第X条) of the first sentence of the answer to `query` over the top 10 hybrid passages."""
+    from kb.chunk import text_parts
+
+    sentence = kb.answer(query, kb.search(query, k=10))[0]
+    document = kb.document(sentence.doc_id)
+    part = next(part for part in text_parts(document.text) if part.start <= sentence.start < part.end)
+    return document.title, part.article
+
+
+def test_plain_language_questions_are_answered_by_the_article_that_applies(tmp_path, shared):
+    """Two questions of the kind a worker asks, in everyday words, answered by quoting the rule that
+    applies. Nothing is written for them: they stand for every question of their kind."""
+    folder = tmp_path / "laws"
+    for relative in LABOUR_TEXTS:
+        target = folder / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(shared / "corpus" / "laws" / relative, target)
+    kb("ingest", folder, "--index", tmp_path / "index", "--quiet")
+    laws = KnowledgeBase.load(tmp_path / "index")
+    # The articles that forbid dismissing a pregnant worker, in the law, the women's-rights law and the
+    # State Council's rules; not 劳动法 第六十一条 (work intensity in pregnancy) nor any other.
+    quoted = quoted_article(laws, "女职工怀孕被辞退怎么办")
+    assert quoted in {("中华人民共和国劳动合同法", "第四十二条"), ("中华人民共和国妇女权益保障法", "第四十八条"),
+                      ("女职工劳动保护特别规定", "第五条")}, quoted
+    # Unpaid wages: 劳动合同法 on paying wages in full and on time, or the regulation on migrant workers'
+    # wages; not 第四十七条 (the severance formula), which shares 工资 and 个月 with the question.
+    title, article = quoted_article(laws, "老板拖了三个月工资不发怎么办")
+    assert title == "保障农民工工资支付条例" or (title, article) in {
+        ("中华人民共和国劳动合同法", number) for number in ("第三十条", "第三十八条", "第八十五条")}, (title, article)
+    # In traditional characters, the same answer.
+    assert laws.answer("老闆拖了三個月工資不發怎麼辦", laws.search("老闆拖了三個月工資不發怎麼辦", k=10)) == \
+        laws.answer("老板拖了三个月工资不发怎么办", laws.search("老板拖了三个月工资不发怎么办", k=10))

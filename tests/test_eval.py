@@ -83,3 +83,25 @@ def test_the_split_is_fixed_by_query_id_disjoint_and_about_one_in_five(tmp_path)
     assert set(validation.queries) <= set(again.queries)
     with pytest.raises(BadEvalData, match="split 'test'"):
         data.split("test")
+
+
+def test_answer_at_1_counts_the_first_quoted_sentence_on_the_evidence_and_kinds_get_their_own_means():
+    from kb.eval import ALL, evaluate_by_kind, kind_tables, markdown_table
+    from kb.records import AnswerSentence
+
+    documents = {"p/a.txt": "前言。" * 50 + "补贴标准为每人500元。", "p/b.txt": "各地标准不同。杭州为每人800元。"}
+    data = EvalSet({"q1": "补贴标准", "q2": "各地标准"}, {"q1": {"a.txt": 1}, "q2": {"b.txt": 1}},
+                   {"q1": [("a.txt", "补贴标准为每人500元。")], "q2": [("b.txt", "杭州为每人800元。")]},
+                   {"q1": "colloquial", "q2": "compare"})
+    search = fixed_search({"补贴标准": [hit("p/a.txt", 140, 162)], "各地标准": [hit("p/b.txt", 0, 16)]})
+    quoted = {"补贴标准": AnswerSentence("补贴标准为每人500元。", 1, "p/a.txt", 150, 162),
+              "各地标准": AnswerSentence("各地标准不同。", 1, "p/b.txt", 0, 7)}  # beside the evidence
+    results = evaluate_by_kind(search, data, documents, answer=lambda query, hits: [quoted[query]])
+    assert results[ALL]["Answer@1"] == 0.5 and results[ALL]["Success@1"] == 1
+    assert results["colloquial"]["Answer@1"] == 1 and results["compare"]["Answer@1"] == 0
+    assert results["compare"]["queries"] == 1 and set(results) == {ALL, "colloquial", "compare"}
+    assert evaluate_by_kind(search, data, documents, answer=lambda query, hits: [])[ALL]["Answer@1"] == 0
+    assert "Answer@1" not in evaluate(search, data, documents)
+    table = markdown_table({"hybrid": results[ALL]})
+    assert table[0].endswith("| Success@10 | Answer@1 |") and table[2].endswith("| 1.000 | 0.500 |")
+    assert "kind `compare` (1 queries):" in kind_tables({"hybrid": results})
