@@ -86,7 +86,7 @@ def _e5tuned(argument: str | None, threads: int | None) -> Embedder:
     from kb.embed.e5fast import E5FastEmbedder
 
     if not argument:
-        raise BadSpec("e5tuned:PATH needs the file kb tune wrote")
+        raise BadSpec("e5tuned:MODEL.npz needs the model file kb tune wrote")
     return E5FastEmbedder(threads, delta=argument)
 
 
