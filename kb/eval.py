@@ -128,13 +128,10 @@ def evaluate_by_kind(search: Callable[[str, int], list[Hit]], data: EvalSet, doc
                      progress: Callable[[int, int], None] | None = None,
                      answer: Answer | None = None) -> dict[str, dict[str, float]]:
     """evaluate's metrics over all queries (key ALL) and over the queries of each `kind`, when they carry one."""
-    corpus_ids = {cid for rels in data.qrels.values() for cid in rels}
-    corpus_ids |= {cid for items in data.evidence.values() for cid, _ in items}
-    resolve = _resolver(corpus_ids, documents)
+    relevant, spans = judgements(data, documents)
     scores: dict[str, dict[str, float]] = {}
     for done, (qid, text) in enumerate(data.queries.items(), 1):
-        scores[qid] = _query_scores(search, text, data.qrels[qid], data.evidence.get(qid, []), resolve, documents,
-                                    answer)
+        scores[qid] = _query_scores(search, text, list(data.qrels[qid].values()), relevant[qid], spans[qid], answer)
         if progress:
             progress(done, len(data.queries))
     parts = {ALL: list(scores.values())}
@@ -146,16 +143,15 @@ def evaluate_by_kind(search: Callable[[str, int], list[Hit]], data: EvalSet, doc
 ALL = "all"  # evaluate_by_kind's key for every query
 
 
-def _query_scores(search, text: str, qrels: dict[str, float], evidence: list[tuple[str, str]], resolve,
-                  documents: dict[str, str], answer: Answer | None) -> dict[str, float]:
-    """One query's metrics; the passage-level ones only when its evidence is located."""
+def _query_scores(search, text: str, grades: list[float], relevant: dict[str, float],
+                  spans: list[tuple[str, int, int]], answer: Answer | None) -> dict[str, float]:
+    """One query's metrics; the passage-level ones only when its evidence is located. `grades` holds every
+    qrels entry, also those not indexed; `relevant` and `spans` are its judgements (see `judgements`)."""
     try:
         hits = search(text, PASSAGE_DEPTH)
     except BadQuery:
         hits = []
-    relevant = {doc_id: grade for cid, grade in qrels.items() if (doc_id := resolve(cid))}
-    values = _document_metrics(_collapse(hits), relevant, list(qrels.values()))
-    spans = _evidence_spans(evidence, resolve, documents)
+    values = _document_metrics(_collapse(hits), relevant, grades)
     if spans:
         def on_evidence(doc_id: str, start: int, end: int) -> bool:
             return any(doc_id == doc and start < stop and begin < end for doc, begin, stop in spans)
@@ -184,7 +180,7 @@ def _means(rows: list[dict[str, float]], answers: bool) -> dict[str, float]:
 def judgements(data: EvalSet, documents: dict[str, str]
                ) -> tuple[dict[str, dict[str, float]], dict[str, list[tuple[str, int, int]]]]:
     """Per query, its relevant indexed documents (id -> grade) and its located evidence spans
-    (doc id, start, end), as `evaluate` judges them; for training on the same labels (kb tune)."""
+    (doc id, start, end): what `evaluate` scores against, and what kb tune trains on."""
     corpus_ids = {cid for rels in data.qrels.values() for cid in rels}
     corpus_ids |= {cid for items in data.evidence.values() for cid, _ in items}
     resolve = _resolver(corpus_ids, documents)
