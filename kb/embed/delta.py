@@ -22,6 +22,10 @@ from kb.errors import ModelUnavailable
 
 FORMAT = 1
 _HEADER = "__header__"
+# The model kb runs by default (spec "e5tuned"): `kb tune` with its default settings on the pairs mined
+# from the train parts of ../shared/eval/laws and policies, never their validation parts. How it was
+# trained and what it wins: docs/eval.md, Tuning the embedder.
+BUNDLED = Path(__file__).resolve().parent / "data" / "e5tuned-v1.npz"
 
 
 @dataclass(frozen=True)

