@@ -6,7 +6,9 @@ Chunks the whole corpus of the set with kb's chunker and tokenizer (laws: ~71,00
 builds both indexes over the same token lists, runs the set's first queries through both, and
 prints build time, per-query time (median, p95), the speed ratio, and whether the top 10 of every
 query is identical. kb's index runs twice: top() as shipped (MaxScore pruning of frequent terms)
-and with pruning off (every posting of every query term read), which must give the same top 10.
+and with pruning off (every posting of every query term read), which must give the same top 10;
+and top_tiered() as hybrid search calls it (single_characters=False: BM25Index.top_tiered), whose
+cost over top() is what the lexical-noise rule adds to a query.
 --repeat R indexes the passages R times over (laws x 14 ≈ 1,000,000 passages) and leaves rank_bm25
 out (it would need hours). The data folder is $KB_SHARED, else ../shared beside the project.
 """
@@ -79,7 +81,7 @@ def main() -> None:
         theirs = BM25Okapi(corpus)
         build_theirs = time.perf_counter() - started
 
-    times = {"kb BM25Index": [], "kb, pruning off": [], "rank_bm25 BM25Okapi": []}
+    times = {"kb BM25Index": [], "kb, tiered (hybrid)": [], "kb, pruning off": [], "rank_bm25 BM25Okapi": []}
     identical, same_as_unpruned = 0, 0
     for query in queries:
         tokens = tokenize(query)
@@ -87,6 +89,9 @@ def main() -> None:
         started = time.perf_counter()
         top_ids, _ = ours.top(tokens, args.k)
         times["kb BM25Index"].append(time.perf_counter() - started)
+        started = time.perf_counter()
+        ours.top_tiered(tokens, args.k, single_characters=False)
+        times["kb, tiered (hybrid)"].append(time.perf_counter() - started)
         started = time.perf_counter()
         full_ids, _ = unpruned.top(tokens, args.k)
         times["kb, pruning off"].append(time.perf_counter() - started)
@@ -98,7 +103,7 @@ def main() -> None:
             times["rank_bm25 BM25Okapi"].append(time.perf_counter() - started)
             identical += list(top_ids) == [i for i in reference if scores[i] > 0]
 
-    builds = {"kb BM25Index": build_ours, "kb, pruning off": build_ours,
+    builds = {"kb BM25Index": build_ours, "kb, tiered (hybrid)": build_ours, "kb, pruning off": build_ours,
               "rank_bm25 BM25Okapi": build_theirs if theirs is not None else float("nan")}
     print(f"{'':22} {'build s':>8} {'query p50 ms':>13} {'query p95 ms':>13}")
     for name, spent in times.items():
@@ -106,6 +111,8 @@ def main() -> None:
             print(f"{name:22} {builds[name]:8.1f} {1000 * statistics.median(spent):13.2f} "
                   f"{1000 * percentile(spent, 95):13.2f}")
     base = statistics.median(times["kb BM25Index"])
+    print(f"tiered (what hybrid fuses: passages with only single characters of the query left out) against "
+          f"top(), median query: {statistics.median(times['kb, tiered (hybrid)']) / base:.2f}x the time")
     print(f"pruning speed-up (median query): {statistics.median(times['kb, pruning off']) / base:.1f}x; "
           f"identical top-{args.k} with and without pruning: {same_as_unpruned}/{len(queries)} queries")
     if theirs is not None:
