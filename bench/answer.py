@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from kb.answer import Answerer, AnswerSettings, candidate_sentences, extractive_answer  # noqa: E402
+from kb.chunk import preamble_end  # noqa: E402
 from kb.eval import load_eval_folder  # noqa: E402
 from kb.knowledgebase import KnowledgeBase  # noqa: E402
 from kb.search import prepare_query  # noqa: E402
@@ -37,18 +38,22 @@ def main() -> None:
     data = load_eval_folder(shared / "eval" / args.set).split(args.split).head(args.limit)
     kb = KnowledgeBase.load(args.index)
     settings = AnswerSettings()
+
+    def preambles(doc_id: str) -> int:
+        return preamble_end(kb.document(doc_id).text)
+
     words, model, embedded = [], [], []
     for text in data.queries.values():
         hits = kb.search(text, k=10)
         query = prepare_query(text)
         started = time.perf_counter()
-        extractive_answer(query, hits, settings)
+        extractive_answer(query, hits, settings, preambles=preambles)
         words.append(time.perf_counter() - started)
-        answerer = Answerer(kb.embedder, kb.searcher.query_vector)  # an empty sentence cache
+        answerer = Answerer(kb.embedder, kb.searcher.query_vector, preambles)  # an empty sentence cache
         started = time.perf_counter()
         answerer.answer(query, hits, settings)
         model.append(time.perf_counter() - started)
-        embedded.append(min(settings.candidates, len(candidate_sentences(query, hits, settings.from_top))))
+        embedded.append(min(settings.candidates, len(candidate_sentences(query, hits, settings.from_top, preambles))))
     print(f"{len(words)} questions of {args.set} ({args.split}), index {args.index}, model {kb.embedder.model_id}")
     print("| answer | median ms | p90 ms | sentences embedded (median) |")
     print("|---|---|---|---|")

@@ -125,12 +125,18 @@ def query_words(query: str) -> set[str]:
     return {token for token in tokens if len(token) > 1} or set(tokens)
 
 
-def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5) -> list[Candidate]:
+# A document id -> where its title and enactment history end in its text (chunk.preamble_end).
+Preambles = Callable[[str], int]
+
+
+def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5,
+                        preambles: Preambles | None = None) -> list[Candidate]:
     """The sentences of the first `from_top` hits that an answer may quote, in order of hit and place.
 
     Never a heading (第X章, a Markdown heading, a short numbered title: the chunker's rules,
-    chunk.text_parts), the enactment history above a law's text, or the document's title; a
-    sentence found in two overlapping passages counts once, in the better one.
+    chunk.text_parts), the enactment history above a law's text (known from `preambles`; without it,
+    only a hit whose text holds the INFO END line shows it), or the document's title; a sentence
+    found in two overlapping passages counts once, in the better one.
     """
     wanted = query_words(query)
     if not wanted:
@@ -139,7 +145,8 @@ def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5) -> list[
     seen: set[str] = set()
     for hit in hits[:from_top]:
         title = normalize(hit.title)
-        for part in text_parts(hit.text):
+        preamble = None if preambles is None else preambles(hit.doc_id) - hit.start
+        for part in text_parts(hit.text, preamble):
             if part.heading or part.preamble:
                 continue
             for number, match in enumerate(_SENTENCE.finditer(hit.text, part.start, part.end)):
@@ -158,16 +165,18 @@ Embed = Callable[[list[str]], np.ndarray]
 
 
 def extractive_answer(query: str, hits: list[Hit], settings: AnswerSettings = AnswerSettings(), *,
-                      query_vector: np.ndarray | None = None, embed: Embed | None = None) -> list[AnswerSentence]:
+                      query_vector: np.ndarray | None = None, embed: Embed | None = None,
+                      preambles: Preambles | None = None) -> list[AnswerSentence]:
     """The few sentences of the top passages that best answer `query`, quoted, each citing its hit.
 
     With the query's vector and `embed` (the index's model on passages), a sentence scores by the
     model's similarity to the query plus the share of the query's words it holds, less a little per
     rank of its passage (AnswerSettings); only the `candidates` best by words and rank go to the
     model. Without them, by words and rank alone, and a sentence must share a word. Nothing is
-    generated: every sentence is a span of a source.
+    generated: every sentence is a span of a source. `preambles` tells enactment histories
+    (candidate_sentences).
     """
-    candidates = candidate_sentences(query, hits, settings.from_top)
+    candidates = candidate_sentences(query, hits, settings.from_top, preambles)
     if query_vector is None or embed is None:
         embed = None
         candidates = [candidate for candidate in candidates if candidate.overlap > 0]
@@ -185,9 +194,10 @@ def extractive_answer(query: str, hits: list[Hit], settings: AnswerSettings = An
 class Answerer:
     """Extractive answers with an index's model; the vectors of sentences quoted lately are kept."""
 
-    def __init__(self, embedder: Embedder, query_vector: Callable[[str], np.ndarray]):
+    def __init__(self, embedder: Embedder, query_vector: Callable[[str], np.ndarray], preambles: Preambles):
         self._embedder = embedder
         self._query_vector = query_vector
+        self._preambles = preambles
         self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -195,7 +205,8 @@ class Answerer:
         """extractive_answer with the model: `query` as the search took it (see KnowledgeBase.answer)."""
         if not query_words(query) or not hits:
             return []
-        return extractive_answer(query, hits, settings, query_vector=self._query_vector(query), embed=self._embed)
+        return extractive_answer(query, hits, settings, query_vector=self._query_vector(query), embed=self._embed,
+                                 preambles=self._preambles)
 
     def _embed(self, sentences: list[str]) -> np.ndarray:
         with self._lock:

