@@ -88,8 +88,10 @@ class AnswerSettings:
     max_sentences: int = 3
     from_top: int = 5  # passages quoted from
     # Sentences embedded per answer at most (those with the best score without the model); the model
-    # takes tens of short texts per second on two cores (docs/performance.md, Answers).
-    candidates: int = 32
+    # takes tens of short texts per second on two cores, and a sentence under its title and section
+    # costs more than a lone one (docs/performance.md, Answers). With the words weighing as they do,
+    # more candidates did not change the answer on the training part (docs/eval.md, Answers).
+    candidates: int = 24
     overlap_weight: float = 0.2
     opening_bonus: float = 0.02
     rank_discount: float = 0.02
