@@ -10,7 +10,7 @@ from typing import Callable
 
 import numpy as np
 
-from kb.chunk import text_parts
+from kb.chunk import in_context, text_parts
 from kb.embed import Embedder
 from kb.metadata import place_label
 from kb.records import AnswerSentence, Citation, Hit, PlaceGroup
@@ -88,11 +88,13 @@ class AnswerSettings:
     max_sentences: int = 3
     from_top: int = 5  # passages quoted from
     # Sentences embedded per answer at most (those with the best score without the model); the model
-    # takes tens of short texts per second on two cores (docs/performance.md, Answers).
-    candidates: int = 32
-    overlap_weight: float = 0.05
+    # takes tens of short texts per second on two cores, and a sentence under its title and section
+    # costs more than a lone one (docs/performance.md, Answers). With the words weighing as they do,
+    # more candidates did not change the answer on the training part (docs/eval.md, Answers).
+    candidates: int = 24
+    overlap_weight: float = 0.2
     opening_bonus: float = 0.02
-    rank_discount: float = 0.005
+    rank_discount: float = 0.02
 
     def __post_init__(self) -> None:
         for name in ("max_sentences", "from_top", "candidates"):
@@ -111,6 +113,9 @@ class Candidate:
     sentence: AnswerSentence
     overlap: float  # share of the query's words (its BM25 tokens of two characters) in the sentence
     opens: bool  # the first sentence of its article or paragraph
+    # What the model embeds: the sentence under its document's title and section, the shape in which
+    # the index embeds passages and kb tune trains the model (chunk.indexed_text), not a lone sentence.
+    embedded: str
 
     def prior(self, settings: AnswerSettings) -> float:
         """Its score without the model's similarity."""
@@ -157,7 +162,7 @@ def candidate_sentences(query: str, hits: list[Hit], from_top: int = 5,
                 start = hit.start + match.start() + len(match.group()) - len(match.group().lstrip())
                 share = len(wanted & set(tokenize(sentence))) / len(wanted)
                 found.append(Candidate(AnswerSentence(sentence, hit.rank, hit.doc_id, start, start + len(sentence)),
-                                       share, number == 0))
+                                       share, number == 0, in_context(sentence, hit.title, hit.section)))
     return found
 
 
@@ -170,11 +175,11 @@ def extractive_answer(query: str, hits: list[Hit], settings: AnswerSettings = An
     """The few sentences of the top passages that best answer `query`, quoted, each citing its hit.
 
     With the query's vector and `embed` (the index's model on passages), a sentence scores by the
-    model's similarity to the query plus the share of the query's words it holds, less a little per
-    rank of its passage (AnswerSettings); only the `candidates` best by words and rank go to the
-    model. Without them, by words and rank alone, and a sentence must share a word. Nothing is
-    generated: every sentence is a span of a source. `preambles` tells enactment histories
-    (candidate_sentences).
+    model's similarity to the query (of the sentence under its title and section: Candidate.embedded)
+    plus the share of the query's words it holds, less a little per rank of its passage
+    (AnswerSettings); only the `candidates` best by words and rank go to the model. Without them, by
+    words and rank alone, and a sentence must share a word. Nothing is generated: every sentence is a
+    span of a source. `preambles` tells enactment histories (candidate_sentences).
     """
     candidates = candidate_sentences(query, hits, settings.from_top, preambles)
     if query_vector is None or embed is None:
@@ -186,7 +191,7 @@ def extractive_answer(query: str, hits: list[Hit], settings: AnswerSettings = An
         return []
     scores = np.array([candidate.prior(settings) for candidate in candidates])
     if embed is not None and query_vector is not None:
-        scores += embed([candidate.sentence.text for candidate in candidates]) @ query_vector
+        scores += embed([candidate.embedded for candidate in candidates]) @ query_vector
     order = sorted(range(len(candidates)), key=lambda i: -scores[i])
     return [candidates[i].sentence for i in order[:settings.max_sentences]]
 

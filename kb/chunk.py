@@ -390,7 +390,13 @@ def indexed_text(chunk: Chunk, title: str) -> str:
 
     The title and headings answer "which law / which city is this" for passages that never say it.
     """
-    context = [title] if title and not chunk.text.startswith(title) else []
-    if chunk.section and chunk.section not in chunk.text[:len(chunk.section) + 8]:
-        context.append(chunk.section)
-    return "\n".join([*context, chunk.text])
+    return in_context(chunk.text, title, chunk.section)
+
+
+def in_context(text: str, title: str, section: str) -> str:
+    """`text` of a document under its title and section (those not already at its start), one per line:
+    indexed_text's shape, for a passage or for a sentence quoted from one."""
+    context = [title] if title and not text.startswith(title) else []
+    if section and section not in text[:len(section) + 8]:
+        context.append(section)
+    return "\n".join([*context, text])

@@ -142,3 +142,26 @@ def test_the_answer_quotes_the_sentence_on_the_matter_asked_not_one_sharing_only
     assert answer[0].text.startswith("第六十一条")
     with pytest.raises(ValueError, match="candidates"):
         AnswerSettings(candidates=0)
+
+
+def test_the_model_sees_each_sentence_under_its_title_and_section_as_the_index_sees_passages():
+    text = "第四十二条 劳动者有下列情形之一的,用人单位不得解除劳动合同:\n(四)女职工在孕期、产期、哺乳期的;"
+    notice = "关于做好女职工特殊劳动保护工作的通知\n各用人单位不得因女职工怀孕降低其工资。"
+    hits = [make_hit(text, start=0, end=len(text)),
+            make_hit(notice, rank=2, doc_id="policies/notice.txt", title="关于做好女职工特殊劳动保护工作的通知",
+                     start=0, end=len(notice), article="", section="")]
+    embedded: list[str] = []
+    embedder = FakeEmbedder()
+
+    def embed(texts: list[str]):
+        embedded.extend(texts)
+        return embedder.embed_passages(texts)
+
+    query = "女职工怀孕被辞退怎么办"
+    extractive_answer(query, hits, query_vector=embedder.embed_queries([query])[0], embed=embed)
+    # The law's sentences under its title and chapter, as chunk.indexed_text puts a passage; the
+    # notice's sentence under its title alone (it has no section); its title is never a candidate.
+    assert sorted(embedded) == sorted([
+        "中华人民共和国劳动合同法\n第四章 劳动合同的解除和终止\n第四十二条 劳动者有下列情形之一的,用人单位不得解除劳动合同:",
+        "中华人民共和国劳动合同法\n第四章 劳动合同的解除和终止\n(四)女职工在孕期、产期、哺乳期的;",
+        "关于做好女职工特殊劳动保护工作的通知\n各用人单位不得因女职工怀孕降低其工资。"])
