@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import html
 import re
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -12,6 +11,7 @@ import numpy as np
 
 from kb.chunk import in_context, text_parts
 from kb.embed import Embedder
+from kb.embed.base import VectorMemo
 from kb.metadata import place_label
 from kb.records import AnswerSentence, Citation, Hit, PlaceGroup
 from kb.tokenize import normalize, to_simplified, tokenize
@@ -203,8 +203,7 @@ class Answerer:
         self._embedder = embedder
         self._query_vector = query_vector
         self._preambles = preambles
-        self._vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._lock = threading.Lock()
+        self._vectors = VectorMemo(SENTENCE_CACHE_SIZE)
 
     def answer(self, query: str, hits: list[Hit], settings: AnswerSettings = AnswerSettings()) -> list[AnswerSentence]:
         """extractive_answer with the model: `query` as the search took it (see KnowledgeBase.answer)."""
@@ -214,17 +213,7 @@ class Answerer:
                                  preambles=self._preambles)
 
     def _embed(self, sentences: list[str]) -> np.ndarray:
-        with self._lock:
-            known = {text: self._vectors[text] for text in sentences if text in self._vectors}
-        missing = list(dict.fromkeys(text for text in sentences if text not in known))
-        if missing:
-            fresh = dict(zip(missing, self._embedder.embed_passages(missing)))
-            known.update(fresh)
-            with self._lock:
-                self._vectors.update(fresh)
-                while len(self._vectors) > SENTENCE_CACHE_SIZE:
-                    self._vectors.popitem(last=False)
-        return np.stack([known[text] for text in sentences])
+        return self._vectors.vectors(sentences, self._embedder.embed_passages)
 
 
 def group_label(group: PlaceGroup) -> str:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import re
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from functools import cached_property
 
@@ -11,6 +9,7 @@ import numpy as np
 
 from kb.chunk import indexed_text
 from kb.embed import Embedder
+from kb.embed.base import VectorMemo
 from kb.errors import BadQuery
 from kb.fusion import RRF_K, reciprocal_rank_fusion, vector_trust
 from kb.lexical import BM25Index
@@ -143,8 +142,7 @@ class Searcher:
         self.tokenizer = tokenizer
         self._doc_list = list(documents.values())
         self._layout = Layout.build(self._doc_list, chunks, bm25.passage_lengths, _law_title)
-        self._query_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._query_vectors = VectorMemo(QUERY_CACHE_SIZE)
 
     def rows_of(self, doc_id: str) -> np.ndarray:
         """Passage numbers of one document, in order (empty for a document not indexed)."""
@@ -154,8 +152,7 @@ class Searcher:
     def clear_query_cache(self) -> None:
         """Forget the query vectors embedded so far, so the next searches embed their queries again (a
         benchmark timing searches end to end)."""
-        with self._cache_lock:
-            self._query_vectors.clear()
+        self._query_vectors.clear()
 
     def search(self, query: str, mode: str = "hybrid", k: int = 10, *, filters: Filters | None = None,
                settings: SearchSettings = SearchSettings(), terms: bool = True) -> list[Hit]:
@@ -236,16 +233,7 @@ class Searcher:
 
     def _embed_query(self, query: str) -> np.ndarray:
         # Comparing modes, evaluating and re-rendering the app ask the same query again and again.
-        with self._cache_lock:
-            if query in self._query_vectors:
-                self._query_vectors.move_to_end(query)
-                return self._query_vectors[query]
-        vector = self.embedder.embed_queries([query])[0]
-        with self._cache_lock:
-            self._query_vectors[query] = vector
-            while len(self._query_vectors) > QUERY_CACHE_SIZE:
-                self._query_vectors.popitem(last=False)
-        return vector
+        return self._query_vectors.vectors([query], self.embedder.embed_queries)[0]
 
 
 def _law_title(title: str) -> str:

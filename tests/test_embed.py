@@ -72,3 +72,23 @@ def test_no_model_library_loads_until_its_embedder_is_asked_for():
 def test_normalise_rows_leaves_zero_rows_zero():
     rows = normalise_rows(np.array([[3.0, 4.0], [0.0, 0.0]], dtype=np.float32))
     assert np.allclose(rows, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_vector_memo_embeds_each_new_text_once_and_drops_the_least_recently_used():
+    from kb.embed.base import VectorMemo
+
+    fake = FakeEmbedder(16)
+    asked: list[list[str]] = []
+
+    def embed(texts: list[str]) -> np.ndarray:
+        asked.append(list(texts))
+        return fake.embed_passages(texts)
+
+    memo = VectorMemo(2)
+    first = memo.vectors(["工资集体协商", "欠薪", "工资集体协商"], embed)
+    assert asked == [["工资集体协商", "欠薪"]]
+    np.testing.assert_array_equal(first, fake.embed_passages(["工资集体协商", "欠薪", "工资集体协商"]))
+    memo.vectors(["工资集体协商"], embed)  # now the most recent: 欠薪 goes first
+    memo.vectors(["最低工资"], embed)
+    memo.vectors(["工资集体协商", "欠薪"], embed)
+    assert asked[1:] == [["最低工资"], ["欠薪"]]
